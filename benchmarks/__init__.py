@@ -1,0 +1,1 @@
+"""gradjax against the tools people use today: ``python -m benchmarks``."""

@@ -1,0 +1,16 @@
+"""Imports of optional packages with an error that names the extra to install."""
+
+from __future__ import annotations
+
+import importlib
+
+
+def require(module: str, package: str):
+    """Imports ``module``; if it is missing, raises an ImportError naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{module} is needed here but not installed: pip install 'gradjax[examples]' "
+            f"(or pip install {package})"
+        ) from error

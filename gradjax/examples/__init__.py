@@ -1,0 +1,1 @@
+"""Runnable training examples: ``python -m gradjax.examples.<name>``."""

@@ -1,0 +1,6 @@
+"""Small flax models used by the tour, the notebooks and the benchmarks (needs flax)."""
+
+from ._fit import FitResult as FitResult
+from ._fit import fit as fit
+from ._mlp import MLP as MLP
+from ._text import CharCNN as CharCNN
