@@ -51,8 +51,9 @@ def scan_loop(
     """Iterates ``state <- step(state)`` for a fixed number of scan steps.
 
     Before each step the driver asks ``converged(state)``; once it is true the
-    state is frozen (the step is still traced, since lengths are static, but its
-    result is discarded with ``jnp.where``), so ``num_steps`` counts real steps.
+    state is frozen: ``lax.cond`` skips the step (under ``vmap`` the predicate is
+    batched, so the step is computed and its result discarded per problem), and
+    ``num_steps`` counts real steps.
 
     Args:
       step: ``state -> state``, the solver's update (e.g. a Newton or EM step).
@@ -78,7 +79,7 @@ def scan_loop(
     def body(carry, _):
         state, count = carry
         done = converged(state)
-        state = tree_select(done, state, step(state))
+        state = jax.lax.cond(done, lambda s: s, step, state)
         count = count + jnp.where(done, 0, 1).astype(jnp.int32)
         return (state, count), record(state)
 

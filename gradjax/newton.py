@@ -37,7 +37,9 @@ METHODS = ("newton", "newton_cg", "gradient_descent")
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_params(params: PyTree) -> None:
+def _as_params(params: PyTree) -> PyTree:
+    """Checks that params is a non-empty pytree of floating arrays; leaves as jax arrays."""
+    params = jax.tree.map(jnp.asarray, params)
     leaves = jax.tree.leaves(params)
     if not leaves:
         raise ValueError("params must contain at least one array, got an empty pytree")
@@ -45,6 +47,7 @@ def _check_params(params: PyTree) -> None:
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(f"params must be floating-point arrays, got a leaf of dtype {dtype}")
+    return params
 
 
 def _check_fun(fun: Callable, params: PyTree, args: tuple) -> None:
@@ -95,6 +98,28 @@ def _solve_damped(h, g, damping):
     return jnp.linalg.solve(h + damping * jnp.eye(g.size, dtype=g.dtype), -g)
 
 
+def _convexified_newton_solve(h, g, damping):
+    """Solves ``(H + μI) Δ = -g`` with ``μ >= damping`` large enough for ``H + μI ≻ 0``.
+
+    A Cholesky factorisation tests positive definiteness: if ``H + damping·I``
+    factors, ``μ = damping`` (so a convex problem gets the exact damped Newton step);
+    otherwise ``μ`` is raised to the Gershgorin bound
+    ``max_i(Σ_{j≠i}|H_ij| - H_ii) + 1e-3·(1 + max_i|H_ii|)``, which makes every
+    Gershgorin disc, and so every eigenvalue, positive. The model is then convex and
+    ``Δ`` a descent direction. (A Cholesky test costs a fraction of an eigensolve.)
+    """
+    h = (h + h.T) / 2
+    eye = jnp.eye(g.size, dtype=g.dtype)
+    chol = jnp.linalg.cholesky(h + damping * eye)
+    is_pd = jnp.all(jnp.isfinite(chol))
+    diag = jnp.diagonal(h)
+    radius = jnp.sum(jnp.abs(h), axis=1) - jnp.abs(diag)
+    gershgorin = jnp.max(radius - diag) + 1e-3 * (1 + jnp.max(jnp.abs(diag)))
+    mu = jnp.where(is_pd, damping, jnp.maximum(damping, gershgorin))
+    chol = jnp.where(is_pd, chol, jnp.linalg.cholesky(h + mu * eye))
+    return jax.scipy.linalg.cho_solve((chol, True), -g)
+
+
 def newton_step(fun: Callable, params: PyTree, *args, damping: float = 0.0) -> PyTree:
     """One Newton step with the dense Hessian: ``x⁺ = x + Δ``, ``(H + damping·I) Δ = -g``.
 
@@ -118,7 +143,7 @@ def newton_step(fun: Callable, params: PyTree, *args, damping: float = 0.0) -> P
       >>> newton_step(f, jnp.zeros(2))
       Array([3., 3.], dtype=float32)
     """
-    _check_params(params)
+    params = _as_params(params)
     _check_fun(fun, params, args)
     _check_nonnegative("damping", damping)
     g, h, unravel = _flat_grad_hessian(fun, params, args)
@@ -218,21 +243,21 @@ def newton_cg_step(
       >>> newton_cg_step(f, jnp.zeros(2))
       Array([3., 3.], dtype=float32)
     """
-    _check_params(params)
+    params = _as_params(params)
     _check_fun(fun, params, args)
     _check_nonnegative("damping", damping)
-    _check_cg_options(maxiter, tol)
+    _check_cg_options(maxiter, tol, "tol")
     grad = jax.grad(fun)(params, *args)
     delta = _cg_direction(fun, params, args, grad, damping, maxiter, tol)
     return _tree_axpy(1.0, delta, params)
 
 
-def _check_cg_options(maxiter, tol):
+def _check_cg_options(maxiter, tol, tol_name):
     if maxiter is not None and (isinstance(maxiter, bool) or not isinstance(maxiter, int)):
         raise TypeError(f"maxiter must be an int or None, got {type(maxiter).__name__}")
     if maxiter is not None and maxiter < 1:
         raise ValueError(f"maxiter must be >= 1, got {maxiter}")
-    _check_nonnegative("tol", tol)
+    _check_nonnegative(tol_name, tol)
 
 
 def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: float) -> PyTree:
@@ -256,7 +281,7 @@ def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: f
       >>> gradient_descent_step(lambda x: jnp.sum(x**2), jnp.ones(2), learning_rate=0.25)
       Array([0.5, 0.5], dtype=float32)
     """
-    _check_params(params)
+    params = _as_params(params)
     _check_fun(fun, params, args)
     _check_learning_rate(learning_rate)
     g = jax.grad(fun)(params, *args)
@@ -328,20 +353,17 @@ def _backtrack(fun, args, params, value, grad, direction, *, max_halvings=30):
 
 
 def _newton_direction(method, fun, args, state, options):
-    """A descent direction from the damped Newton model, with the damping to use next.
+    """A descent direction from the damped Newton model ``H + μI``.
 
-    The Levenberg damping ``μ`` is adapted as in Levenberg–Marquardt: a full step
-    accepted by the line search shrinks it (μ/4), a shortened step grows it (×4).
-    For the dense method, ``μ`` is also raised to ``-λ_min(H) + 1e-3·(1 + |λ_min|)``
-    when ``H`` is indefinite, so the model is convex and its minimiser a descent
-    direction; Newton-CG handles negative curvature inside CG (Steihaug).
+    ``μ`` is the adaptive Levenberg damping of the state plus the fixed ``damping``
+    option. Dense Newton convexifies an indefinite model (see
+    :func:`_convexified_newton_solve`); Newton-CG handles negative curvature inside
+    CG (Steihaug).
     """
     base = options["damping"]
     if method == "newton":
         g, h, unravel = _flat_grad_hessian(fun, state.params, args)
-        lam_min = jnp.linalg.eigvalsh((h + h.T) / 2)[0]
-        shift = jnp.maximum(-lam_min + 1e-3 * (1 + jnp.abs(lam_min)), 0.0)
-        return unravel(_solve_damped(h, g, jnp.maximum(state.damping, shift) + base))
+        return unravel(_convexified_newton_solve(h, g, state.damping + base))
     delta = _cg_direction(
         fun,
         state.params,
@@ -374,12 +396,14 @@ def minimize(
 
     Safeguards (so the iterate never goes uphill and a saddle is not a destination):
     the Newton methods keep an adaptive Levenberg damping ``μ`` (shrunk after a full
-    step, grown after a shortened one); dense Newton raises ``μ`` above ``-λ_min(H)``
-    whenever ``H`` is not positive definite, and Newton-CG stops CG at the first
-    negative-curvature direction; in every method an Armijo backtracking line search
-    accepts only steps that decrease ``f`` (if none does, the iterate stays). Hence
-    ``values`` is non-increasing. On a strictly convex quadratic, dense Newton
-    converges in one step (the damping starts at ``damping``, default 0).
+    step, grown after a shortened one); dense Newton raises ``μ`` to a Gershgorin
+    bound whenever ``H + μI`` is not positive definite (a failed Cholesky), and
+    Newton-CG stops CG at the first negative-curvature direction; in every method an
+    Armijo backtracking line search accepts only steps that decrease ``f`` (if none
+    does, the iterate stays). Hence ``values`` is non-increasing. On a strictly
+    convex quadratic, dense Newton converges in one step (the damping starts at the
+    ``damping`` option, default 0). An iterate that starts exactly at a critical
+    point (``g = 0``) has nothing to descend along and is returned as converged.
 
     The loop is a fixed-length ``lax.scan`` of ``num_steps`` (``gradjax._loop``); once
     ``‖g‖ <= tol`` the iterate is frozen, so ``jax.vmap`` over problems works and
@@ -394,8 +418,9 @@ def minimize(
       tol: stop once the global gradient norm is ``<= tol``.
       **options: ``damping`` (Newton methods, default 0.0: a fixed extra damping added
         to the adaptive one); ``maxiter`` (CG iterations, default the number of
-        parameters) and ``cg_tol`` (default 1e-5) for ``"newton_cg"``;
-        ``learning_rate`` (required) for ``"gradient_descent"``.
+        parameters) and ``cg_tol`` (default 1e-5, CG stops at a residual
+        ``<= cg_tol·‖g‖``) for ``"newton_cg"``; ``learning_rate`` (required) for
+        ``"gradient_descent"``.
 
     Returns:
       A :class:`MinimizeResult`; ``converged`` is false (never an exception) when the
@@ -420,13 +445,13 @@ def minimize(
             f"unexpected options {sorted(unknown)} for method={method!r}; "
             f"allowed: {sorted(allowed)}"
         )
-    _check_params(params)
+    params = _as_params(params)
     _check_fun(fun, params, args)
     _check_nonnegative("tol", tol)
     options = {"damping": 0.0, "maxiter": None, "cg_tol": 1e-5, **options}
     _check_nonnegative("damping", options["damping"])
     if method == "newton_cg":
-        _check_cg_options(options["maxiter"], options["cg_tol"])
+        _check_cg_options(options["maxiter"], options["cg_tol"], "cg_tol")
     if method == "gradient_descent":
         _check_learning_rate(options.get("learning_rate"))
 
