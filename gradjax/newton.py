@@ -83,14 +83,14 @@ def global_norm(tree: PyTree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.abs(x) ** 2) for x in jax.tree.leaves(tree)))
 
 
-def _flat_grad_hessian(fun, params, args):
-    """Gradient and dense Hessian of ``fun`` in the flattened parameters, and the unravel."""
+def _flat_hessian(fun, params, args):
+    """The dense Hessian of ``fun`` in the flattened parameters, and the unravel function."""
     flat, unravel = ravel_pytree(params)
 
     def flat_fun(v):
         return fun(unravel(v), *args)
 
-    return jax.grad(flat_fun)(flat), jax.hessian(flat_fun)(flat), unravel
+    return jax.hessian(flat_fun)(flat), unravel
 
 
 def _solve_damped(h, g, damping):
@@ -146,7 +146,8 @@ def newton_step(fun: Callable, params: PyTree, *args, damping: float = 0.0) -> P
     params = _as_params(params)
     _check_fun(fun, params, args)
     _check_nonnegative("damping", damping)
-    g, h, unravel = _flat_grad_hessian(fun, params, args)
+    g = ravel_pytree(jax.grad(fun)(params, *args))[0]
+    h, unravel = _flat_hessian(fun, params, args)
     return _tree_axpy(1.0, unravel(_solve_damped(h, g, damping)), params)
 
 
@@ -166,7 +167,7 @@ def _conjugate_gradients(matvec, b, *, maxiter, tol):
     If a direction of non-positive curvature ``pᵀAp <= 0`` appears, the iteration
     stops and keeps the iterate so far (Steihaug's rule; the first iterate is the
     steepest-descent direction ``b``), so the result is always a descent direction
-    for ``b = -g``. Returns ``(x, num_iterations, hit_negative_curvature)``.
+    for ``b = -g``.
     """
     zeros = jax.tree.map(jnp.zeros_like, b)
     bnorm2 = _tree_dot(b, b).real
@@ -191,8 +192,7 @@ def _conjugate_gradients(matvec, b, *, maxiter, tol):
         return x_new, r_new, p_new, rr_new, k + 1, negative
 
     init = (zeros, b, b, bnorm2, jnp.zeros([], jnp.int32), jnp.zeros([], bool))
-    x, _, _, _, k, negative = jax.lax.while_loop(cond, body, init)
-    return x, k, negative
+    return jax.lax.while_loop(cond, body, init)[0]
 
 
 def _cg_direction(fun, params, args, grad, damping, maxiter, tol):
@@ -204,10 +204,9 @@ def _cg_direction(fun, params, args, grad, damping, maxiter, tol):
 
     minus_g = jax.tree.map(jnp.negative, grad)
     size = sum(x.size for x in jax.tree.leaves(params))
-    delta, _, _ = _conjugate_gradients(
+    return _conjugate_gradients(
         matvec, minus_g, maxiter=size if maxiter is None else maxiter, tol=tol
     )
-    return delta
 
 
 def newton_cg_step(
@@ -362,9 +361,10 @@ def _newton_direction(method, fun, args, state, options):
     """
     base = options["damping"]
     if method == "newton":
-        g, h, unravel = _flat_grad_hessian(fun, state.params, args)
+        h, unravel = _flat_hessian(fun, state.params, args)
+        g = ravel_pytree(state.grad)[0]
         return unravel(_convexified_newton_solve(h, g, state.damping + base))
-    delta = _cg_direction(
+    return _cg_direction(
         fun,
         state.params,
         args,
@@ -373,7 +373,6 @@ def _newton_direction(method, fun, args, state, options):
         options["maxiter"],
         options["cg_tol"],
     )
-    return delta
 
 
 def minimize(
