@@ -1,0 +1,213 @@
+"""Gradient accumulation (accumulate) and in-step micro-batching (microbatched_value_and_grad)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gradjax import optim
+
+
+def regression(dtype, n=32):
+    kx, kn = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, (n, 4), dtype)
+    y = jnp.sin(x @ jnp.array([1.0, -1.0, 0.5, 2.0], dtype)) + 0.1 * jax.random.normal(
+        kn, (n,), dtype
+    )
+    params = {"w": jnp.full((4,), 0.1, dtype), "b": jnp.zeros((), dtype)}
+
+    def loss(p, batch):
+        xb, yb = batch
+        residual = jnp.tanh(xb @ p["w"]) + p["b"] - yb
+        return jnp.mean(residual**2)
+
+    return params, loss, x, y
+
+
+def assert_trees_close(a, b, **tol):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, **tol)
+
+
+OPTIMIZERS = {
+    "momentum": lambda: optax.sgd(0.1, momentum=0.9),
+    "adam": lambda: optax.adam(0.05),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_accumulated_micro_batches_equal_one_big_batch(name):
+    k, micro, updates = 4, 8, 3
+    with jax.enable_x64(True):
+        params, loss, x, y = regression(jnp.float64, n=k * micro)
+        big, acc = OPTIMIZERS[name](), optim.accumulate(OPTIMIZERS[name](), k)
+        p_big, s_big = params, big.init(params)
+        p_acc, s_acc = params, acc.init(params)
+        assert all(a.dtype == jnp.float64 for a in jax.tree.leaves(s_acc.acc_grads))
+        acc_update, grad = jax.jit(acc.update), jax.jit(jax.grad(loss))
+        for step in range(updates):
+            # Different data each real step: rotate the big batch.
+            xs, ys = jnp.roll(x, 5 * step, axis=0), jnp.roll(y, 5 * step, axis=0)
+            u, s_big = jax.jit(big.update)(grad(p_big, (xs, ys)), s_big, p_big)
+            p_big = optax.apply_updates(p_big, u)
+            for j in range(k):
+                rows = slice(j * micro, (j + 1) * micro)
+                g = grad(p_acc, (xs[rows], ys[rows]))
+                before = s_acc.inner_opt_state
+                u, s_acc = acc_update(g, s_acc, p_acc)
+                if j < k - 1:  # not a boundary: exactly zero, inner state untouched
+                    assert all(np.all(np.asarray(v) == 0) for v in jax.tree.leaves(u))
+                    for a, b in zip(
+                        jax.tree.leaves(before), jax.tree.leaves(s_acc.inner_opt_state), strict=True
+                    ):
+                        np.testing.assert_array_equal(a, b)
+                p_acc = optax.apply_updates(p_acc, u)
+            assert int(s_acc.mini_step) == 0 and int(s_acc.gradient_step) == step + 1
+            assert_trees_close(p_acc, p_big, rtol=1e-12, atol=1e-14)
+        if name == "adam":  # the bias-correction count counts real updates only
+            assert int(s_acc.inner_opt_state[0].count) == updates
+
+
+def test_every_k_1_is_the_optimizer_itself():
+    with jax.enable_x64(True):
+        params, loss, x, y = regression(jnp.float64)
+        runs = []
+        for transform in (optax.adam(0.05), optim.accumulate(optax.adam(0.05), 1)):
+
+            def step(carry, _, transform=transform):
+                p, s = carry
+                u, s = transform.update(jax.grad(loss)(p, (x, y)), s, p)
+                return (optax.apply_updates(p, u), s), None
+
+            carry = (params, transform.init(params))
+            runs.append(jax.jit(lambda c, step=step: jax.lax.scan(step, c, length=5)[0][0])(carry))
+        # Same arithmetic; only XLA's fusion inside MultiSteps' lax.cond may round differently.
+        assert_trees_close(runs[0], runs[1], rtol=1e-14, atol=1e-16)
+
+
+def test_float32_result_equals_optax_multisteps():
+    params, loss, x, y = regression(jnp.float32)
+    ours, theirs = optim.accumulate(optax.adam(0.05), 4), optax.MultiSteps(optax.adam(0.05), 4)
+    p1, s1, p2, s2 = params, ours.init(params), params, theirs.init(params)
+    grad = jax.jit(jax.grad(loss))
+    for j in range(8):
+        rows = slice(4 * j, 4 * j + 4)
+        u1, s1 = jax.jit(ours.update)(grad(p1, (x[rows], y[rows])), s1, p1)
+        u2, s2 = jax.jit(theirs.update)(grad(p2, (x[rows], y[rows])), s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_accumulator_keeps_the_gradient_dtype_unlike_multisteps_default():
+    with jax.enable_x64(True):
+        params = {"w": jnp.zeros((3,), jnp.float64)}
+        ours = optim.accumulate(optax.sgd(1.0), 3).init(params)
+        theirs = optax.MultiSteps(optax.sgd(1.0), 3).init(params)
+        assert ours.acc_grads["w"].dtype == jnp.float64
+        assert theirs.acc_grads["w"].dtype == jnp.float32  # why accumulate exists
+        # Gradients that float32 cannot hold: the mean stays exact in float64.
+        acc = optim.accumulate(optax.sgd(1.0), 3)
+        state, grads = acc.init(params), [1.0 + 2.0**-40, 1.0, 1.0 - 2.0**-40]
+        for g in grads:
+            u, state = acc.update({"w": jnp.full((3,), g, jnp.float64)}, state)
+        np.testing.assert_allclose(u["w"], -np.mean(grads), rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_state_types_are_fixed_at_init_and_no_retrace(dtype):
+    params = {"w": jnp.ones((3,), dtype), "b": jnp.ones((), dtype)}
+    transform = optax.chain(optim.clip_by_global_norm(1.0), optim.accumulate(optax.adam(0.1), 2))
+    state = transform.init(params)
+    traces = []
+
+    @jax.jit
+    def step(p, s, g):
+        traces.append(None)
+        u, s = transform.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    def signature(tree):
+        return jax.tree.map(lambda a: (jnp.shape(a), jnp.result_type(a)), tree)
+
+    before = signature(state)
+    for i in range(5):
+        params, state = step(params, state, jax.tree.map(lambda a, i=i: a * (i + 1), params))
+        assert signature(state) == before
+        assert params["w"].dtype == dtype
+    assert len(traces) == 1
+    # The state is a valid lax.scan carry (its types do not drift).
+    jax.lax.scan(lambda c, _: (step(*c, params), None), (params, state), length=3)
+
+
+def test_bad_accumulate_arguments_are_rejected_naming_them():
+    with pytest.raises(ValueError, match="every_k"):
+        optim.accumulate(optax.sgd(0.1), 0)
+    with pytest.raises(TypeError, match="every_k"):
+        optim.accumulate(optax.sgd(0.1), 2.0)
+    with pytest.raises(TypeError, match="optimizer"):
+        optim.accumulate(lambda g: g, 2)
+
+
+# ------------------------------------------------------------------ microbatched_value_and_grad
+
+
+@pytest.mark.parametrize("num_microbatches", [1, 4, 8])
+def test_microbatched_equals_value_and_grad_float64(num_microbatches):
+    with jax.enable_x64(True):
+        params, loss, x, y = regression(jnp.float64)
+        value, grads = jax.value_and_grad(loss)(params, (x, y))
+        fn = optim.microbatched_value_and_grad(loss, num_microbatches)
+        for m_value, m_grads in (fn(params, (x, y)), jax.jit(fn)(params, (x, y))):
+            assert m_value.dtype == jnp.float64
+            np.testing.assert_allclose(m_value, value, rtol=1e-13)
+            assert_trees_close(m_grads, grads, rtol=1e-12, atol=1e-15)
+
+
+def test_microbatched_has_aux_stacks_aux_and_passes_extra_arguments():
+    with jax.enable_x64(True):
+        params, loss, x, y = regression(jnp.float64)
+
+        def loss_aux(p, batch, scale, *, offset):
+            value = scale * loss(p, batch) + offset
+            return value, {"value": value, "first_x": batch[0][0]}
+
+        (value, aux), grads = jax.value_and_grad(loss_aux, has_aux=True)(
+            params, (x, y), 2.0, offset=1.0
+        )
+        fn = optim.microbatched_value_and_grad(loss_aux, 4, has_aux=True)
+        (m_value, m_aux), m_grads = jax.jit(fn)(params, (x, y), 2.0, offset=1.0)
+        np.testing.assert_allclose(m_value, value, rtol=1e-13)
+        assert_trees_close(m_grads, grads, rtol=1e-12, atol=1e-15)
+        assert m_aux["value"].shape == (4,) and m_aux["first_x"].shape == (4, 4)
+        np.testing.assert_allclose(m_aux["value"].mean(), aux["value"], rtol=1e-13)
+        np.testing.assert_array_equal(m_aux["first_x"], x[::8])
+
+
+def test_microbatched_keeps_bfloat16_parameters_and_is_close_to_full_batch():
+    params, loss, x, y = regression(jnp.float32)
+    params = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+    value, grads = jax.jit(jax.value_and_grad(loss))(params, (x, y))
+    m_value, m_grads = jax.jit(optim.microbatched_value_and_grad(loss, 4))(params, (x, y))
+    assert m_grads["w"].dtype == jnp.bfloat16 and m_value.dtype == value.dtype
+    assert_trees_close(
+        jax.tree.map(lambda a: a.astype(jnp.float32), m_grads),
+        jax.tree.map(lambda a: a.astype(jnp.float32), grads),
+        rtol=0.05,
+        atol=0.02,
+    )
+
+
+def test_bad_microbatch_arguments_are_rejected_naming_them():
+    params, loss, x, y = regression(jnp.float32)
+    with pytest.raises(ValueError, match=r"batch.*32.*num_microbatches=5"):
+        optim.microbatched_value_and_grad(loss, 5)(params, (x, y))
+    with pytest.raises(ValueError, match="batch"):
+        optim.microbatched_value_and_grad(loss, 4)(params, (x, y[:16]))
+    with pytest.raises(ValueError, match="num_microbatches"):
+        optim.microbatched_value_and_grad(loss, 0)
+    with pytest.raises(TypeError, match="num_microbatches"):
+        optim.microbatched_value_and_grad(loss, 2.0)
+    with pytest.raises(TypeError, match="loss_fn"):
+        optim.microbatched_value_and_grad("loss", 2)
