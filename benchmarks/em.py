@@ -1,0 +1,191 @@
+"""K-Means: Lloyd iterations at scale, and restarts on digits, vs scikit-learn and faiss."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks._harness import Table, ms, ratio, time_fn
+from gradjax import em
+from gradjax.datasets import load_digits, make_blobs
+from gradjax.em._blocks import block_size_for, to_blocks
+
+
+def sklearn_lloyd(x, init, num_iters):
+    from sklearn.cluster import KMeans
+
+    model = KMeans(len(init), init=init, n_init=1, algorithm="lloyd", max_iter=num_iters, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(x)
+
+
+def faiss_lloyd(x, init, num_iters):
+    import faiss
+
+    n, d = x.shape
+    model = faiss.Kmeans(
+        d, len(init), niter=num_iters, max_points_per_centroid=n, min_points_per_centroid=1
+    )
+    model.train(x, init_centroids=init)
+    return model
+
+
+@functools.partial(jax.jit, static_argnames="num_iters")
+def naive_lloyd(x, init, num_iters):
+    """The textbook JAX scan: the full n×k distance matrix and XLA's argmin."""
+    k = init.shape[0]
+
+    def step(c, _):
+        dist = jnp.sum(x * x, 1)[:, None] - 2 * x @ c.T + jnp.sum(c * c, 1)[None]
+        labels = jnp.argmin(dist, axis=1)
+        sums = jax.ops.segment_sum(x, labels, k)
+        counts = jax.ops.segment_sum(jnp.ones(x.shape[0], x.dtype), labels, k)
+        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], c), None
+
+    return jax.lax.scan(step, init, None, length=num_iters)[0]
+
+
+@jax.jit
+def full_gemm(x, c):
+    return jnp.dot(x, c.T)
+
+
+@jax.jit
+def blocked_gemm_min(blocks, c):
+    """Per row block: the distance GEMM and its row minimum (what any E-step must do)."""
+    return jax.lax.map(lambda b: jnp.min(jnp.sum(c * c, 1) - 2 * jnp.dot(b, c.T), axis=1), blocks)
+
+
+def kmeans_lloyd(quick: bool) -> Table:
+    n, d, k, num_iters = (20_000, 32, 64, 10) if quick else (200_000, 64, 256, 20)
+    x, _ = make_blobs(n, k, d, cluster_std=4.0, seed=0)
+    x_np = np.asarray(x)
+    init_np = x_np[np.random.default_rng(0).choice(n, k, replace=False)]
+    init = jnp.asarray(init_np)
+    repeats = 3 if quick else 5
+
+    fit = jax.jit(
+        lambda x, init: em.kmeans(jax.random.key(0), x, k, init=init, num_iters=num_iters, tol=0.0)
+    )
+    t_gj = time_fn(lambda: fit(x, init), repeats=repeats)
+    ours = fit(x, init)
+    t_sk = time_fn(lambda: sklearn_lloyd(x_np, init_np, num_iters), repeats=repeats)
+    ref = sklearn_lloyd(x_np, init_np, num_iters)
+    t_fa = time_fn(lambda: faiss_lloyd(x_np, init_np, num_iters), repeats=repeats)
+    fa = faiss_lloyd(x_np, init_np, num_iters)
+    _, fa_labels = fa.index.search(x_np, 1)
+    t_naive = time_fn(lambda: naive_lloyd(x, init, num_iters), repeats=repeats)
+    t_gemm = time_fn(lambda: full_gemm(x, init), repeats=repeats)
+    blocks = to_blocks(jnp.asarray(x), block_size_for(n, k))  # the row blocks em.kmeans uses
+    t_floor = time_fn(lambda: blocked_gemm_min(blocks, init), repeats=repeats)
+
+    inertia_fa = float(np.sum((x_np - fa.centroids[fa_labels[:, 0]]) ** 2))
+    agree = float(np.mean(np.asarray(ours.labels) == ref.labels_))
+    fastest_peer = min(t_sk.median, t_fa.median)
+    per = lambda t: ms(t.median) / num_iters  # noqa: E731
+    speed_up = lambda t: ratio(t.median, t_gj.median)  # noqa: E731
+    rows = [
+        ["gradjax `em.kmeans` (jit, blocked)", per(t_gj), t_gj.compile, float(ours.inertia),
+         "1.00x"],
+        ["scikit-learn `KMeans(algorithm='lloyd')`", per(t_sk), 0.0, float(ref.inertia_),
+         speed_up(t_sk)],
+        ["faiss `Kmeans` (all points)", per(t_fa), 0.0, inertia_fa, speed_up(t_fa)],
+        ["naive JAX scan (n×k matrix, XLA argmin)", per(t_naive), t_naive.compile, "-",
+         speed_up(t_naive)],
+        ["floor: distance GEMM + row min, same row blocks", ms(t_floor.median), "-", "-", "-"],
+        ["floor: one full GEMM x·cᵀ (n×k output)", ms(t_gemm.median), "-", "-", "-"],
+    ]  # fmt: skip
+    return Table(
+        name="kmeans_lloyd",
+        title=f"Lloyd K-Means, n={n:,}, d={d}, k={k}, float32, {num_iters} iterations "
+        "from the same init, ms / iteration",
+        columns=[
+            "implementation",
+            "ms / iteration",
+            "compile s",
+            "final inertia",
+            "gradjax speed-up",
+        ],
+        rows=rows,
+        notes=[
+            f"Speed-up over the fastest peer: {fastest_peer / t_gj.median:.2f}x (target >= 1.0x). "
+            f"Labels agree with scikit-learn's on {agree:.2%} of the points.",
+            "ms / iteration = the whole fit (Lloyd steps plus the final assignment that "
+            "scikit-learn and gradjax both do) divided by the iterations; floors are per pass.",
+            "gradjax: one lax.scan over row blocks of ~2^20/k rows per iteration; each block's "
+            "distance GEMM, min/argmin (two plain reductions) and segment-sum stay in cache, "
+            "never an n×k matrix.",
+            "faiss with max_points_per_centroid=n so it uses every point (its default subsamples "
+            "to 256·k).",
+            "Measured on a shared 2-core machine under load from other jobs: ratios are noisy.",
+        ],
+        data={
+            "gradjax_s": t_gj.median,
+            "sklearn_s": t_sk.median,
+            "faiss_s": t_fa.median,
+            "naive_s": t_naive.median,
+            "num_iters": num_iters,
+        },
+    )
+
+
+def kmeans_restarts(quick: bool) -> Table:
+    from sklearn.cluster import KMeans
+
+    x, _ = load_digits()
+    x_np = np.asarray(x)
+    rows, data = [], {}
+    for num_iters in (300,) if quick else (100, 300):
+        fit = jax.jit(
+            lambda x, key, num_iters=num_iters: em.kmeans(
+                key, x, 10, n_init=10, num_iters=num_iters, tol=1e-4
+            )
+        )
+        timing = time_fn(lambda fit=fit: fit(x, jax.random.key(0)), repeats=5)
+        inertia = [float(fit(x, jax.random.key(s)).inertia) for s in range(5)]
+        rows.append(
+            [f"gradjax `em.kmeans(n_init=10, num_iters={num_iters})`, vmapped restarts",
+             ms(timing.median), timing.compile, float(np.mean(inertia))]
+        )  # fmt: skip
+        data[f"gradjax_{num_iters}_s"] = timing.median
+
+    def sk_fit(seed=0):
+        return KMeans(10, n_init=10, random_state=seed).fit(x_np)
+
+    t_sk = time_fn(sk_fit, repeats=5)
+    sk_inertia = [sk_fit(s).inertia_ for s in range(5)]
+    rows.append(["scikit-learn `KMeans(10, n_init=10)` (lloyd, max_iter=300)", ms(t_sk.median), 0.0,
+                 float(np.mean(sk_inertia))])  # fmt: skip
+    for row in rows[:-1]:
+        row.append(ratio(t_sk.median, row[1] / 1e3))
+    rows[-1].append("1.00x")
+    data["sklearn_s"] = t_sk.median
+    return Table(
+        name="kmeans_restarts",
+        title="scikit-learn digits (1797 × 64), k=10, 10 k-means++ restarts, wall time",
+        columns=[
+            "implementation",
+            "ms / fit",
+            "compile s",
+            "mean inertia (5 seeds)",
+            "speed-up vs scikit-learn",
+        ],
+        rows=rows,
+        notes=[
+            "Both use greedy k-means++ (2 + ⌊ln k⌋ candidates), tol=1e-4 scaled by the mean "
+            "variance, and keep the restart of lowest inertia.",
+            "gradjax runs the 10 restarts in parallel (the Lloyd step vmapped over them) in one "
+            "fixed-length scan: a converged restart is frozen, and once all have converged the "
+            "remaining scan steps skip the step; scikit-learn runs the restarts one after another.",
+            "Measured on a shared 2-core machine under load from other jobs.",
+        ],
+        data=data,
+    )
+
+
+BENCHMARKS = {"kmeans_lloyd": kmeans_lloyd, "kmeans_restarts": kmeans_restarts}

@@ -1,0 +1,435 @@
+"""Probabilistic latent semantic analysis (pLSA) fitted by Hofmann's EM.
+
+The model explains a document-word count matrix ``n(d, w)`` by ``K`` topics,
+
+    p(w | d) = Σ_z p(z | d) p(w | z),
+
+and EM maximises the log-likelihood ``L = Σ_{d,w} n(d,w) log Σ_z p(z|d) p(w|z)``.
+Each step minimises a majorising surrogate of ``-L`` built at the current point
+from the posteriors ``C(z | d, w) = p(z|d) p(w|z) / Σ_z' p(z'|d) p(w|z')`` (the
+E-step), and both factors are re-estimated from the same posteriors (the M-step):
+
+    p(w | z) ∝ Σ_d n(d,w) C(z|d,w),        p(z | d) = Σ_w n(d,w) C(z|d,w) / n(d).
+
+Neither step ever materialises the ``D×W×K`` posterior. With ``Θ = p(z|d)``
+(D, K), ``Φ = p(w|z)`` (K, W) and the ratio ``R = n / (ΘΦ)`` (zero where n = 0),
+the expected counts are ``Θ ⊙ (R Φᵀ)`` and ``Φ ⊙ (Θᵀ R)``: three GEMMs per step on
+a dense ``counts``. For a ``jax.experimental.sparse.BCOO`` ``counts`` the same
+quantities are computed per non-zero by gathers and scatter-adds, a chunk of
+non-zeros at a time, grouped by document (``_plsa_sparse``): working memory
+O(chunk·K + (D + W)·K) besides the input, never a D×W array.
+
+The update is the classical multiplicative form, so a probability that is zero
+stays zero; the default start is strictly positive.
+
+References:
+  T. Hofmann, "Probabilistic latent semantic indexing", SIGIR 1999; "Unsupervised
+  learning by probabilistic latent semantic analysis", Machine Learning 42 (2001).
+  Su Jianlin, "Gradient descent and EM: one idea" (kexue.fm/archives/4277).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import sparse
+
+from gradjax._loop import scan_loop
+
+from . import _plsa_sparse
+
+Counts = Any  # a dense (D, W) array or a BCOO matrix
+
+
+class PLSAResult(NamedTuple):
+    """What :func:`plsa` returns.
+
+    Attributes:
+      p_w_given_z: (K, W) topics, each row on the simplex.
+      p_z_given_d: (D, K) document mixtures, each row on the simplex.
+      log_likelihood: ``Σ n(d,w) log Σ_z p(z|d) p(w|z)`` of the returned factors.
+      log_likelihood_trace: (num_iters,) log-likelihood after each EM step
+        (constant at ``log_likelihood`` once converged); never decreases in exact
+        arithmetic.
+      num_iters: int32, the number of EM steps taken.
+      converged: bool, whether the relative improvement fell to ``tol``.
+    """
+
+    p_w_given_z: jax.Array
+    p_z_given_d: jax.Array
+    log_likelihood: jax.Array
+    log_likelihood_trace: jax.Array
+    num_iters: jax.Array
+    converged: jax.Array
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _concrete_any(x: jax.Array, predicate) -> bool:
+    """``any(predicate(x))`` for a concrete ``x``; False for a traced ``x``."""
+    if not _is_concrete(x) or x.size == 0:
+        return False
+    with jax.ensure_compile_time_eval():  # evaluate now, even inside someone's jit
+        return bool(jnp.any(predicate(x)))
+
+
+def _concrete_any_negative(x: jax.Array) -> bool:
+    return _concrete_any(x, lambda v: v < 0)
+
+
+def _concrete_min(x: jax.Array) -> float:
+    with jax.ensure_compile_time_eval():
+        return float(jnp.min(x))
+
+
+def _float_dtype(dtype: Any) -> Any:
+    if jnp.issubdtype(dtype, jnp.floating):
+        return dtype
+    return jnp.zeros((), float).dtype  # float32, or float64 under enable_x64
+
+
+def _as_counts(counts: Any) -> Counts:
+    """Checks ``counts`` (dense or BCOO, 2-D, non-negative) and casts it to float."""
+    if isinstance(counts, sparse.BCOO):
+        if counts.ndim != 2 or counts.n_batch != 0 or counts.n_dense != 0:
+            raise ValueError(
+                "counts must be a 2-D (documents, words) BCOO matrix with no batch or dense "
+                f"dimensions, got shape {counts.shape} (n_batch={counts.n_batch}, "
+                f"n_dense={counts.n_dense})"
+            )
+        data = counts.data
+    else:
+        if isinstance(counts, sparse.JAXSparse):
+            raise TypeError(f"counts must be a dense array or a BCOO, got {type(counts).__name__}")
+        counts = jnp.asarray(counts)
+        if counts.ndim != 2:
+            raise ValueError(
+                f"counts must be a 2-D (documents, words) array, got shape {counts.shape}"
+            )
+        data = counts
+    if 0 in counts.shape:
+        raise ValueError(f"counts must have at least one document and one word, got {counts.shape}")
+    if not (jnp.issubdtype(data.dtype, jnp.number) or data.dtype == bool):
+        raise TypeError(f"counts must be numeric, got dtype {data.dtype}")
+    if jnp.issubdtype(data.dtype, jnp.complexfloating):
+        raise TypeError(f"counts must be real, got dtype {data.dtype}")
+    if _concrete_any_negative(data):
+        raise ValueError(f"counts must be non-negative, got a minimum of {_concrete_min(data)}")
+    dtype = _float_dtype(data.dtype)
+    if isinstance(counts, sparse.BCOO):
+        return sparse.BCOO(
+            (data.astype(dtype), counts.indices),
+            shape=counts.shape,
+            indices_sorted=counts.indices_sorted,
+            unique_indices=counts.unique_indices,
+        )
+    return counts.astype(dtype)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _check_tol(tol: Any) -> None:
+    if isinstance(tol, (int, float)) and not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+
+
+def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) -> jax.Array:
+    """A user-given factor: checks shape and sign, then normalises its rows."""
+    value = jnp.asarray(value)
+    if value.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+    if _concrete_any_negative(value):
+        raise ValueError(f"{name} must be non-negative, got a minimum of {_concrete_min(value)}")
+    if _concrete_any(value, lambda v: jnp.sum(v, axis=1) <= 0):
+        raise ValueError(f"{name} must have rows with a positive sum, got an all-zero row")
+    value = value.astype(dtype)
+    return value / jnp.sum(value, axis=1, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- E-step sums
+# Both layouts compute, for the current (Θ, Φ), the log-likelihood and the two sums of
+# the ratio R = n / (ΘΦ) (zero where n = 0, so 0/0 never happens) that the M-step needs:
+# RΦᵀ (D, K) and ΘᵀR (K, W). Θ ⊙ RΦᵀ and Φ ⊙ ΘᵀR are the expected counts.
+
+Layout = Any  # a dense (D, W) array or _plsa_sparse.Segments
+
+
+def _values(counts: Counts) -> jax.Array:
+    return counts.data if isinstance(counts, sparse.BCOO) else counts
+
+
+def _layout(counts: Counts) -> Layout:
+    return _plsa_sparse.segment(counts) if isinstance(counts, sparse.BCOO) else counts
+
+
+def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side: bool = True):
+    """``(Σ n log(ΘΦ), RΦᵀ or None, ΘᵀR or None)``: three GEMMs, or chunked gathers."""
+    if isinstance(counts, _plsa_sparse.Segments):
+        return _plsa_sparse.e_step_sums(counts, theta, phi, doc_side=doc_side, word_side=word_side)
+    model = theta @ phi
+    positive = counts > 0
+    safe = jnp.where(positive, model, 1)
+    log_lik = jnp.sum(jnp.where(positive, counts * jnp.log(safe), 0))
+    ratio = jnp.where(positive, counts / safe, 0)
+    doc_sums = ratio @ phi.T if doc_side else None
+    word_sums = theta.T @ ratio if word_side else None
+    return log_lik, doc_sums, word_sums
+
+
+def _doc_lengths(counts: Layout) -> jax.Array:
+    if isinstance(counts, _plsa_sparse.Segments):
+        return _plsa_sparse.doc_lengths(counts)
+    return jnp.sum(counts, axis=1)
+
+
+def _normalise_mixtures(expected: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``p(z|d) = expected / n(d)``; an empty document gets the uniform mixture."""
+    nonempty = lengths[:, None] > 0
+    uniform = jnp.full_like(expected, 1.0 / expected.shape[1])
+    return jnp.where(nonempty, expected / jnp.where(nonempty, lengths[:, None], 1), uniform)
+
+
+def _normalise_topics(expected: jax.Array, previous: jax.Array) -> jax.Array:
+    """``p(w|z) ∝ expected``; a topic no document uses keeps its previous words."""
+    total = jnp.sum(expected, axis=1, keepdims=True)
+    used = total > 0
+    return jnp.where(used, expected / jnp.where(used, total, 1), previous)
+
+
+class _State(NamedTuple):
+    theta: jax.Array  # p(z|d), (D, K)
+    phi: jax.Array  # p(w|z), (K, W)
+    log_likelihood: jax.Array  # of the factors *before* the last step
+    previous: jax.Array  # the one before that
+
+
+def _em_step(counts: Layout, lengths: jax.Array, fit_topics: bool):
+    """Hofmann's EM step (``fit_topics=False``: fold-in, topics fixed)."""
+
+    def step(state: _State) -> _State:
+        theta, phi = state.theta, state.phi
+        log_lik, doc_sums, word_sums = _e_step_sums(counts, theta, phi, word_side=fit_topics)
+        new_theta = _normalise_mixtures(theta * doc_sums, lengths)
+        if fit_topics:
+            phi = _normalise_topics(phi * word_sums, phi)
+        return _State(new_theta, phi, log_lik, state.log_likelihood)
+
+    return step
+
+
+@functools.partial(jax.jit, static_argnames=("num_iters", "fit_topics"))
+def _run_em(counts, theta, phi, tol, *, num_iters, fit_topics):
+    """Runs EM; returns the final factors, their log-likelihood, the trace and the loop info.
+
+    Jitted once per shape (the public functions validate first, then call this), so
+    repeated eager calls do not re-trace the scan.
+    """
+    counts = _layout(counts)
+    lengths = _doc_lengths(counts)
+    minus_inf = jnp.full((), -jnp.inf, theta.dtype)
+    state = _State(theta, phi, minus_inf, minus_inf)
+
+    def converged(s: _State) -> jax.Array:
+        gain = s.log_likelihood - s.previous
+        small = jnp.isfinite(s.previous) & (gain <= tol * jnp.abs(s.log_likelihood))
+        return small & (tol > 0)
+
+    out = scan_loop(
+        _em_step(counts, lengths, fit_topics),
+        state,
+        num_steps=num_iters,
+        converged=converged,
+        record=lambda s: s.log_likelihood,
+    )
+    theta, phi = out.state.theta, out.state.phi
+    final = _e_step_sums(counts, theta, phi, doc_side=False, word_side=False)[0]
+    # out.trace[k] is the log-likelihood of the factors after k steps (it lags by one
+    # step because the E-step computes it for free); shift it to "after k + 1 steps".
+    after = jnp.concatenate([out.trace[1:], final[None]])
+    index = jnp.arange(num_iters)
+    trace = jnp.where(index + 1 < out.num_steps, after, final)
+    converged = out.converged & jnp.isfinite(final)
+    return theta, phi, final, trace, out.num_steps, converged
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def plsa(
+    key: jax.Array,
+    counts: Counts,
+    num_topics: int,
+    *,
+    num_iters: int = 100,
+    tol: float = 1e-6,
+    init: tuple[jax.Array, jax.Array] | None = None,
+) -> PLSAResult:
+    r"""Fits pLSA topics and document mixtures to a count matrix by Hofmann's EM.
+
+    Maximises ``L = Σ_{d,w} n(d,w) log Σ_z p(z|d) p(w|z)`` over row-stochastic
+    ``p(w|z)`` (K, W) and ``p(z|d)`` (D, K). Each step computes the posteriors
+    ``C(z|d,w) ∝ p(z|d) p(w|z)`` once and re-estimates both factors from them,
+
+        p(w|z) ∝ Σ_d n(d,w) C(z|d,w),    p(z|d) = Σ_w n(d,w) C(z|d,w) / n(d),
+
+    which minimises a majorising surrogate of ``-L`` that touches it at the current
+    point, so ``L`` never decreases. Dense ``counts`` use three GEMMs per step
+    (O(D·W) memory); a ``BCOO`` ``counts`` uses gathers and scatter-adds over its
+    non-zeros in fixed-size chunks (O((D + W)·K) working memory besides the input,
+    never a D×W or nnz×K array) and gives the same result.
+
+    Empty documents (all counts zero) do not affect the topics and get the uniform
+    mixture ``1/K``. Runs unchanged under ``jax.jit`` on ``counts`` sharded over
+    documents (the word-side sums become a cross-device reduction).
+
+    Args:
+      key: PRNG key for the starting topics (unused when ``init`` is given).
+      counts: (D, W) non-negative counts, a dense array or a 2-D
+        ``jax.experimental.sparse.BCOO`` (duplicate entries are summed).
+      num_topics: the number of topics ``K``, ``1 <= K <= W``.
+      num_iters: the number of EM steps (a static ``int``).
+      tol: stop once the relative log-likelihood gain of a step is ``<= tol``;
+        ``0`` runs all ``num_iters`` steps.
+      init: optional warm start ``(p_w_given_z, p_z_given_d)`` of shapes (K, W) and
+        (D, K); rows are normalised. Zero entries stay zero. The default start is
+        random Dirichlet(1) topics and uniform mixtures.
+
+    Returns:
+      A :class:`PLSAResult`. ``log_likelihood`` is NaN or ``-inf`` (and
+      ``converged`` false) if the fit broke down numerically.
+
+    Example:
+      >>> corpus = gradjax.datasets.plsa_corpus(jax.random.key(0), 200, 500, 5)
+      >>> fit = plsa(jax.random.key(1), corpus.counts, 5, num_iters=200)
+      >>> fit.p_w_given_z.shape, fit.p_z_given_d.shape
+      ((5, 500), (200, 5))
+
+    References:
+      T. Hofmann, "Unsupervised learning by probabilistic latent semantic
+      analysis", Machine Learning 42 (2001).
+    """
+    counts = _as_counts(counts)
+    num_docs, vocab_size = counts.shape
+    _check_int("num_topics", num_topics, 1)
+    if num_topics > vocab_size:
+        raise ValueError(
+            f"num_topics must be <= the vocabulary size {vocab_size}, got {num_topics}"
+        )
+    _check_int("num_iters", num_iters, 0)
+    _check_tol(tol)
+    dtype = _values(counts).dtype
+    if init is None:
+        phi = jax.random.exponential(key, (num_topics, vocab_size), dtype)
+        phi = phi / jnp.sum(phi, axis=1, keepdims=True)
+        theta = jnp.full((num_docs, num_topics), 1.0 / num_topics, dtype)
+    else:
+        if not (isinstance(init, (tuple, list)) and len(init) == 2):
+            raise TypeError("init must be a pair (p_w_given_z, p_z_given_d) or None")
+        phi = _as_distribution("init[0] (p_w_given_z)", init[0], (num_topics, vocab_size), dtype)
+        theta = _as_distribution("init[1] (p_z_given_d)", init[1], (num_docs, num_topics), dtype)
+    theta, phi, final, trace, steps, converged = _run_em(
+        counts, theta, phi, tol, num_iters=num_iters, fit_topics=True
+    )
+    return PLSAResult(phi, theta, final, trace, steps, converged)
+
+
+def plsa_fold_in(
+    key: jax.Array,
+    counts: Counts,
+    p_w_given_z: jax.Array,
+    *,
+    num_iters: int = 50,
+) -> jax.Array:
+    r"""Mixtures ``p(z|d)`` of new documents under fixed topics (pLSA folding-in).
+
+    Runs the EM step of :func:`plsa` on ``p(z|d)`` only, ``p(w|z)`` held fixed:
+
+        p(z|d) ← p(z|d) Σ_w n(d,w) p(w|z) / (Σ_z' p(z'|d) p(w|z')) / n(d).
+
+    With topics fixed the log-likelihood is concave in each document's mixture, so
+    EM climbs to its maximum (unique when the topics restricted to the document's
+    words are linearly independent) from any interior start.
+
+    Args:
+      key: PRNG key for the random interior starting mixtures.
+      counts: (D, W) non-negative counts of the new documents (dense or BCOO).
+      p_w_given_z: (K, W) fixed topics (rows are normalised).
+      num_iters: the number of EM steps (a static ``int``).
+
+    Returns:
+      (D, K) ``p(z|d)``, rows on the simplex; empty documents get ``1/K``.
+
+    Example:
+      >>> theta = plsa_fold_in(jax.random.key(2), new_counts, fit.p_w_given_z)
+
+    References:
+      T. Hofmann, "Probabilistic latent semantic indexing", SIGIR 1999 (folding-in).
+    """
+    counts = _as_counts(counts)
+    num_docs, vocab_size = counts.shape
+    p_w_given_z = jnp.asarray(p_w_given_z)
+    if p_w_given_z.ndim != 2 or p_w_given_z.shape[1] != vocab_size:
+        raise ValueError(
+            f"p_w_given_z must have shape (num_topics, {vocab_size}), got {p_w_given_z.shape}"
+        )
+    _check_int("num_iters", num_iters, 0)
+    dtype = _values(counts).dtype
+    num_topics = p_w_given_z.shape[0]
+    phi = _as_distribution("p_w_given_z", p_w_given_z, (num_topics, vocab_size), dtype)
+    theta = jax.random.exponential(key, (num_docs, num_topics), dtype) + 1e-3
+    theta = theta / jnp.sum(theta, axis=1, keepdims=True)
+    return _run_em(counts, theta, phi, 0.0, num_iters=num_iters, fit_topics=False)[0]
+
+
+def plsa_log_likelihood(
+    counts: Counts, p_z_given_d: jax.Array, p_w_given_z: jax.Array
+) -> jax.Array:
+    r"""The pLSA log-likelihood ``Σ_{d,w} n(d,w) log Σ_z p(z|d) p(w|z)``.
+
+    Zero counts contribute nothing (even where the model gives probability zero);
+    a positive count with model probability zero gives ``-inf``.
+
+    Args:
+      counts: (D, W) non-negative counts (dense or BCOO; no D×W array is built
+        for a BCOO).
+      p_z_given_d: (D, K) document mixtures.
+      p_w_given_z: (K, W) topics.
+
+    Returns:
+      A scalar of the counts' floating dtype.
+
+    Example:
+      >>> plsa_log_likelihood(counts, fit.p_z_given_d, fit.p_w_given_z)
+    """
+    counts = _as_counts(counts)
+    num_docs, vocab_size = counts.shape
+    p_z_given_d, p_w_given_z = jnp.asarray(p_z_given_d), jnp.asarray(p_w_given_z)
+    if p_w_given_z.ndim != 2 or p_w_given_z.shape[1] != vocab_size:
+        raise ValueError(
+            f"p_w_given_z must have shape (num_topics, {vocab_size}), got {p_w_given_z.shape}"
+        )
+    if p_z_given_d.shape != (num_docs, p_w_given_z.shape[0]):
+        raise ValueError(
+            f"p_z_given_d must have shape ({num_docs}, {p_w_given_z.shape[0]}), "
+            f"got {p_z_given_d.shape}"
+        )
+    dtype = _values(counts).dtype
+    return _log_likelihood(counts, p_z_given_d.astype(dtype), p_w_given_z.astype(dtype))
+
+
+@jax.jit
+def _log_likelihood(counts: Counts, theta: jax.Array, phi: jax.Array) -> jax.Array:
+    return _e_step_sums(_layout(counts), theta, phi, doc_side=False, word_side=False)[0]

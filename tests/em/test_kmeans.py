@@ -1,0 +1,202 @@
+"""K-Means (Lloyd): scikit-learn equality, restarts, weights, repair, transforms, bad input."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from gradjax import em
+from gradjax.datasets import load_digits, make_blobs
+
+
+@functools.cache
+def digits64():
+    """Digits in float64 with a 1e-3 jitter: the raw pixels are multiples of 1/16, so
+    exact distance ties are common and their rounding-dependent resolution differs."""
+    x, _ = load_digits()
+    return np.asarray(x, np.float64) + 1e-3 * np.random.default_rng(1).normal(size=x.shape)
+
+
+def sklearn_lloyd(x, init, num_iters, tol=0.0, weights=None):
+    model = KMeans(len(init), init=init, n_init=1, algorithm="lloyd", max_iter=num_iters, tol=tol)
+    return model.fit(x, sample_weight=weights)
+
+
+# ----------------------------------------------------------------------------- scikit-learn
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_equals_sklearn_lloyd_from_the_same_init(tol, weighted):
+    x = digits64()
+    rng = np.random.default_rng(0)
+    init = x[rng.choice(len(x), 10, replace=False)]
+    weights = rng.uniform(0.5, 2.0, len(x)) if weighted else np.ones(len(x))
+    ref = sklearn_lloyd(x, init, 30, tol=tol, weights=weights if weighted else None)
+    with jax.enable_x64(True):
+        out = em.kmeans(jax.random.key(0), x, 10, init=init, num_iters=30, tol=tol, weights=weights)
+        np.testing.assert_allclose(out.centroids, ref.cluster_centers_, rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(out.labels, ref.labels_)
+        np.testing.assert_allclose(out.inertia, ref.inertia_, rtol=1e-10)
+        assert out.labels.dtype == jnp.int32
+        assert out.inertia_trace.shape == (30,)
+        if tol > 0:
+            assert int(out.num_iters) == ref.n_iter_
+            assert bool(out.converged)
+        else:  # tol=0 runs every iteration
+            assert int(out.num_iters) == 30
+            assert not bool(out.converged)
+
+
+def test_digits_with_restarts_within_one_percent_of_sklearn():
+    x, _ = load_digits()
+    ref = KMeans(10, n_init=10, random_state=0).fit(np.asarray(x, np.float64))
+    out = em.kmeans(jax.random.key(0), x, 10, n_init=10)
+    assert out.centroids.dtype == jnp.float32
+    assert float(out.inertia) <= 1.01 * ref.inertia_
+    # the winner is the restart of lowest inertia: no single restart beats it
+    singles = [
+        float(em.kmeans(key, x, 10).inertia) for key in jax.random.split(jax.random.key(0), 10)
+    ]
+    np.testing.assert_allclose(float(out.inertia), min(singles), rtol=1e-5)
+
+
+def test_empty_cluster_takes_the_farthest_point_as_sklearn():
+    x = digits64()[:300]
+    init = np.concatenate([x[:4], np.full((1, x.shape[1]), 100.0)])  # the last one stays empty
+    ref = sklearn_lloyd(x, init, 20)
+    with jax.enable_x64(True):
+        out = em.kmeans(jax.random.key(0), x, 5, init=init, num_iters=20, tol=0.0)
+        np.testing.assert_allclose(out.centroids, ref.cluster_centers_, atol=1e-10)
+        np.testing.assert_array_equal(out.labels, ref.labels_)
+        assert np.all(np.bincount(np.asarray(out.labels), minlength=5) > 0)
+
+
+# ----------------------------------------------------------------------------- the math
+
+
+def test_inertia_never_increases_and_matches_a_final_assignment():
+    x, _ = load_digits()
+    out = em.kmeans(jax.random.key(3), x, 12, init="random", num_iters=40, tol=0.0)
+    trace = np.asarray(out.inertia_trace, np.float64)
+    assert np.all(np.diff(trace) <= 1e-6 * trace[0])
+    labels, dist = em.assign(x, out.centroids)
+    np.testing.assert_array_equal(out.labels, labels)
+    np.testing.assert_allclose(out.inertia, jnp.sum(dist), rtol=1e-6)
+    assert float(out.inertia) <= trace[-1] * (1 + 1e-6)
+
+
+def test_blob_recovery():
+    x, y = make_blobs(600, 4, 3, cluster_std=0.5, seed=1)
+    out = em.kmeans(jax.random.key(0), x, 4, n_init=3)
+    assert adjusted_rand_score(np.asarray(y), np.asarray(out.labels)) == 1.0
+
+
+def test_integer_weights_equal_repeated_points():
+    x, _ = make_blobs(200, 3, 2, seed=2)
+    counts = np.random.default_rng(0).integers(0, 4, len(x))
+    counts[:3] = 1
+    init = np.asarray(x[:3])
+    with jax.enable_x64(True):
+        x64 = np.asarray(x, np.float64)
+        weighted = em.kmeans(jax.random.key(0), x64, 3, init=init, weights=counts, tol=0.0)
+        repeated = em.kmeans(jax.random.key(0), np.repeat(x64, counts, 0), 3, init=init, tol=0.0)
+        np.testing.assert_allclose(weighted.centroids, repeated.centroids, atol=1e-12)
+        np.testing.assert_allclose(weighted.inertia, repeated.inertia, rtol=1e-12)
+        np.testing.assert_array_equal(np.repeat(weighted.labels, counts), repeated.labels)
+
+
+def test_blocks_and_padding_do_not_change_the_result():
+    x, _ = make_blobs(1003, 5, 3, seed=4)  # 1003 rows: the blocks need padding
+    whole = em.kmeans(jax.random.key(0), x, 5, num_iters=10, tol=0.0, init=x[:5])
+    blocked = em.kmeans(jax.random.key(0), x, 5, num_iters=10, tol=0.0, init=x[:5], block_size=96)
+    np.testing.assert_allclose(whole.centroids, blocked.centroids, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(whole.labels, blocked.labels)
+    labels, dist = em.assign(x, whole.centroids, block_size=100)
+    brute = np.sum((np.asarray(x)[:, None] - np.asarray(whole.centroids)[None]) ** 2, -1)
+    np.testing.assert_array_equal(labels, np.argmin(brute, 1))
+    np.testing.assert_allclose(dist, np.min(brute, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_kmeans_plusplus_picks_distinct_weighted_points():
+    x, _ = make_blobs(50, 3, 2, seed=5)
+    weights = np.ones(50)
+    weights[::2] = 0.0
+    c = em.kmeans_plusplus(jax.random.key(0), x, 25, weights=weights)
+    picked = [int(np.flatnonzero(np.all(np.asarray(x) == row, 1))[0]) for row in np.asarray(c)]
+    assert sorted(picked) == list(range(1, 50, 2))  # every positive-weight point, once
+    # greedy seeding on well-separated blobs takes one point per blob
+    x, y = make_blobs(300, 5, 2, cluster_std=0.1, seed=6)
+    seeds, _ = em.assign(em.kmeans_plusplus(jax.random.key(1), x, 5), x)
+    assert len(set(np.asarray(y)[np.asarray(seeds)])) == 5
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def test_jit_equals_eager_and_does_not_retrace():
+    x, _ = make_blobs(300, 3, 2, seed=7)
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def fit(key, x, k):
+        traces.append(None)
+        return em.kmeans(key, x, k, n_init=2)
+
+    eager = em.kmeans(jax.random.key(0), x, 3, n_init=2)
+    jitted = fit(jax.random.key(0), x, 3)
+    for a, b in zip(eager, jitted, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    fit(jax.random.key(1), x + 1.0, 3)
+    assert len(traces) == 1
+
+
+def test_vmap_over_problems_equals_a_loop():
+    xs = jnp.stack([make_blobs(120, 3, 2, seed=s)[0] for s in range(3)])
+    starts = xs[:, :3] + 0.1
+    batched = jax.vmap(lambda x, c: em.kmeans(jax.random.key(0), x, 3, init=c))(xs, starts)
+    for i in range(3):
+        single = em.kmeans(jax.random.key(0), xs[i], 3, init=starts[i])
+        np.testing.assert_allclose(batched.centroids[i], single.centroids, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(batched.labels[i], single.labels)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"num_clusters": 11}, ValueError, "num_clusters"),
+        ({"num_clusters": 0}, ValueError, "num_clusters"),
+        ({"num_clusters": 2.0}, TypeError, "num_clusters"),
+        ({"x": np.zeros(10)}, ValueError, "x must be a 2-D"),
+        ({"x": np.zeros((10, 2), np.complex64)}, TypeError, "x must be"),
+        ({"x": np.full((10, 2), np.nan)}, ValueError, "x must be finite"),
+        ({"weights": np.ones(9)}, ValueError, "weights"),
+        ({"weights": -np.ones(10)}, ValueError, "weights"),
+        ({"weights": np.zeros(10)}, ValueError, "weights"),
+        ({"init": "kmeans++"}, ValueError, "init"),
+        ({"init": np.zeros((3, 2))}, ValueError, "init"),
+        ({"n_init": 0}, ValueError, "n_init"),
+        ({"num_iters": -1}, ValueError, "num_iters"),
+        ({"tol": -1.0}, ValueError, "tol"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, error, name):
+    args = {"x": np.zeros((10, 2), np.float32), "num_clusters": 2} | kwargs
+    with pytest.raises(error, match=name):
+        em.kmeans(jax.random.key(0), args.pop("x"), args.pop("num_clusters"), **args)
+
+
+def test_bad_input_of_assign_and_kmeans_plusplus():
+    with pytest.raises(ValueError, match="centroids"):
+        em.assign(np.zeros((4, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="num_clusters"):
+        em.kmeans_plusplus(jax.random.key(0), np.zeros((4, 2)), 5)
+    with pytest.raises(ValueError, match="num_trials"):
+        em.kmeans_plusplus(jax.random.key(0), np.zeros((4, 2)), 2, num_trials=0)

@@ -1,0 +1,111 @@
+"""Soft K-Means: the surrogate of the EM derivation, monotonicity, the Lloyd limit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradjax import em
+from gradjax.datasets import make_blobs
+
+
+def sq_distances(x, c):
+    return jnp.sum((x[:, None, :] - c[None, :, :]) ** 2, axis=-1)
+
+
+def smoothed_objective(c, x, stiffness):
+    """L_M(c) = -1/M Σ_i log Σ_j exp(-M ‖x_i - c_j‖²), written out independently."""
+    return -jnp.sum(jax.nn.logsumexp(-stiffness * sq_distances(x, c), axis=1)) / stiffness
+
+
+def surrogate(c, c_now, x, stiffness):
+    """L' = Σ_ij C_ij ‖x_i - c_j‖² with C = softmax_j(-M d_ij) frozen at c_now."""
+    resp = jax.lax.stop_gradient(jax.nn.softmax(-stiffness * sq_distances(x, c_now), axis=1))
+    return jnp.sum(resp * sq_distances(x, c))
+
+
+def problem(seed=0, n=90, k=3):
+    x, _ = make_blobs(n, k, 2, cluster_std=1.5, seed=seed)
+    x = np.asarray(x, np.float64)
+    return x, x[:k] + 0.1
+
+
+def test_surrogate_gradient_equals_true_gradient_at_the_current_point():
+    x, c0 = problem()
+    with jax.enable_x64(True):
+        for stiffness in (0.1, 1.0, 10.0):
+            true = jax.grad(smoothed_objective)(c0, x, stiffness)
+            sur = jax.grad(surrogate)(c0, c0, x, stiffness)
+            np.testing.assert_allclose(sur, true, rtol=1e-10, atol=1e-12)
+            # and the closed form of the derivation: Σ_i 2 C_ij (c_j - x_i)
+            resp = jax.nn.softmax(-stiffness * sq_distances(x, c0), axis=1)
+            closed = 2 * (resp.sum(0)[:, None] * c0 - resp.T @ x)
+            np.testing.assert_allclose(closed, true, rtol=1e-10, atol=1e-12)
+
+
+def test_one_step_is_the_argmin_of_the_surrogate():
+    x, c0 = problem(1)
+    with jax.enable_x64(True):
+        out = em.soft_kmeans(jax.random.key(0), x, 3, stiffness=0.5, num_iters=1, init=c0, tol=0)
+        grad_at_new = jax.grad(surrogate)(out.centroids, c0, x, 0.5)
+        np.testing.assert_allclose(grad_at_new, 0.0, atol=1e-10)
+        np.testing.assert_allclose(out.inertia_trace[0], smoothed_objective(c0, x, 0.5), rtol=1e-12)
+
+
+def test_smoothed_objective_never_increases():
+    x, c0 = problem(2, n=300, k=4)
+    with jax.enable_x64(True):
+        out = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=0.3, num_iters=40, init=c0, tol=0)
+        trace = np.asarray(out.inertia_trace)
+        assert np.all(np.diff(trace) <= 1e-10 * abs(trace[0]))
+        assert trace[-1] < trace[0]
+        final = smoothed_objective(out.centroids, x, 0.3)
+        assert final <= trace[-1] + 1e-10 * abs(trace[0])
+
+
+def test_large_stiffness_reproduces_lloyd():
+    x, c0 = problem(3, n=200, k=3)
+    with jax.enable_x64(True):
+        for num_iters in (1, 5):
+            soft = em.soft_kmeans(
+                jax.random.key(0), x, 3, stiffness=1e6, num_iters=num_iters, init=c0, tol=0
+            )
+            hard = em.kmeans(jax.random.key(0), x, 3, num_iters=num_iters, init=c0, tol=0)
+            np.testing.assert_allclose(soft.centroids, hard.centroids, rtol=1e-10, atol=1e-10)
+            np.testing.assert_array_equal(soft.labels, hard.labels)
+            np.testing.assert_allclose(soft.inertia, hard.inertia, rtol=1e-10)
+
+
+def test_converges_and_works_under_jit_and_vmap():
+    x, _ = make_blobs(120, 3, 2, seed=4)
+    eager = em.soft_kmeans(jax.random.key(0), x, 3, stiffness=2.0)
+    assert bool(eager.converged) and int(eager.num_iters) < 100
+    assert eager.labels.dtype == jnp.int32
+    xs = jnp.stack([x, x[::-1] + 1.0])
+    starts = jnp.stack([x[:3], x[:3] + 0.5])
+
+    def fit(x, c):
+        return em.soft_kmeans(jax.random.key(0), x, 3, stiffness=2.0, init=c)
+
+    batched = jax.jit(jax.vmap(fit))(xs, starts)
+    for i in range(2):  # vmap == a loop of eager calls
+        single = fit(xs[i], starts[i])
+        np.testing.assert_allclose(batched.centroids[i], single.centroids, rtol=1e-5, atol=1e-5)
+        assert int(batched.num_iters[i]) == int(single.num_iters)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"stiffness": 0.0}, ValueError, "stiffness"),
+        ({"stiffness": -1.0}, ValueError, "stiffness"),
+        ({"num_clusters": 20}, ValueError, "num_clusters"),
+        ({"init": "nope"}, ValueError, "init"),
+        ({"weights": np.ones(3)}, ValueError, "weights"),
+    ],
+)
+def test_bad_input_names_the_argument(kwargs, error, name):
+    args = {"num_clusters": 2, "stiffness": 1.0} | kwargs
+    x = np.zeros((10, 2), np.float32)
+    with pytest.raises(error, match=name):
+        em.soft_kmeans(jax.random.key(0), x, args.pop("num_clusters"), **args)
