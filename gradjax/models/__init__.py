@@ -2,5 +2,9 @@
 
 from ._fit import FitResult as FitResult
 from ._fit import fit as fit
+from ._gan import DCGANCritic as DCGANCritic
+from ._gan import DCGANGenerator as DCGANGenerator
+from ._gan import MLPCritic as MLPCritic
+from ._gan import MLPGenerator as MLPGenerator
 from ._mlp import MLP as MLP
 from ._text import CharCNN as CharCNN

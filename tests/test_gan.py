@@ -1,0 +1,375 @@
+"""gradjax.gan: GAN-QP and hinge losses, and the single-loss stop_gradient step."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gradjax import gan
+from gradjax.models import DCGANCritic, DCGANGenerator, MLPCritic, MLPGenerator
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def np_qp(t_real, t_fake, x_real, x_fake, lam, distance):
+    """GAN-QP written out in NumPy float64, pair by pair."""
+    t_real, t_fake = np.ravel(t_real), np.ravel(t_fake)
+    d_terms = []
+    for i in range(len(t_real)):
+        diff = np.asarray(x_real[i], np.float64) - np.asarray(x_fake[i], np.float64)
+        d = np.mean(np.abs(diff)) if distance == "l1" else np.sqrt(np.mean(diff**2))
+        delta = t_real[i] - t_fake[i]
+        d_terms.append(-delta + delta**2 / (2 * lam * d))
+    return np.mean(d_terms), np.mean(t_real - t_fake)
+
+
+def players(dtype=jnp.float64):
+    """A tiny MLP generator/critic pair with parameters cast to ``dtype``."""
+    gen, critic = MLPGenerator(hidden=(8, 8), out_dim=3), MLPCritic(hidden=(8, 8))
+    kg, kd, kx, kz = jax.random.split(jax.random.key(0), 4)
+    params = {
+        "generator": gen.init(kg, jnp.zeros((1, 2))),
+        "discriminator": critic.init(kd, jnp.zeros((1, 3))),
+    }
+    params = jax.tree.map(lambda a: a.astype(dtype), params)
+    x_real = jax.random.normal(kx, (6, 3), dtype)
+    z = jax.random.normal(kz, (6, 2), dtype)
+    return gen.apply, critic.apply, params, x_real, z
+
+
+def separate_grads(losses, generator, discriminator, params, x_real, z):
+    """∇_D d_loss and ∇_G g_loss, each from its own backward pass."""
+
+    def d_loss(pd):
+        x_fake = generator(params["generator"], z)
+        return losses(discriminator(pd, x_real), discriminator(pd, x_fake), x_real, x_fake)[0]
+
+    def g_loss(pg):
+        x_fake = generator(pg, z)
+        pd = params["discriminator"]
+        return losses(discriminator(pd, x_real), discriminator(pd, x_fake), x_real, x_fake)[1]
+
+    return (
+        jax.jit(jax.grad(d_loss))(params["discriminator"]),
+        jax.jit(jax.grad(g_loss))(params["generator"]),
+        jax.jit(d_loss)(params["discriminator"]),
+        jax.jit(g_loss)(params["generator"]),
+    )
+
+
+def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
+
+
+LOSSES = {
+    "qp_l1": functools.partial(gan.qp_losses, distance="l1"),
+    "qp_l2": functools.partial(gan.qp_losses, distance="l2", lam=3.0),
+    "hinge": gan.hinge_losses,
+}
+
+# --- GAN-QP values and optima -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2"])
+@pytest.mark.parametrize("score_shape", [(4,), (4, 1)])
+def test_qp_losses_closed_form(distance, score_shape):
+    rng = np.random.default_rng(0)
+    t_real, t_fake = rng.normal(size=score_shape), rng.normal(size=score_shape)
+    x_real, x_fake = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 2, 3))
+    with jax.enable_x64(True):
+        got = gan.qp_losses(t_real, t_fake, x_real, x_fake, lam=2.5, distance=distance)
+    want = np_qp(t_real, t_fake, x_real, x_fake, 2.5, distance)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_qp_losses_hand_computed_pair():
+    # one pair: Δ = 3 − 1 = 2; L1 d = mean(|1|, |3|) = 2, L2 d = sqrt((1 + 9) / 2) = sqrt(5)
+    t_real, t_fake = jnp.array([3.0]), jnp.array([1.0])
+    x_real, x_fake = jnp.array([[1.0, 3.0]]), jnp.array([[0.0, 0.0]])
+    d1, g1 = gan.qp_losses(t_real, t_fake, x_real, x_fake, lam=10.0, distance="l1")
+    d2, g2 = gan.qp_losses(t_real, t_fake, x_real, x_fake, lam=10.0, distance="l2")
+    np.testing.assert_allclose(d1, -2 + 4 / (2 * 10 * 2), rtol=1e-6)
+    np.testing.assert_allclose(d2, -2 + 4 / (2 * 10 * np.sqrt(5)), rtol=1e-6)
+    np.testing.assert_allclose([g1, g2], [2.0, 2.0])
+
+
+def test_qp_identical_pair_is_finite_with_zero_optimum():
+    x = jnp.ones((2, 3))
+    for distance in ("l1", "l2"):
+        value, grads = jax.value_and_grad(
+            lambda t, x_f, distance=distance: gan.qp_losses(
+                t, jnp.zeros(2), x, x_f, distance=distance
+            )[0],
+            argnums=(0, 1),
+        )(jnp.zeros(2), x)
+        assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2"])
+@pytest.mark.parametrize("lam", [1.0, 10.0])
+def test_point_mass_optimum_is_lambda_d(distance, lam):
+    # p = δ(α), q = δ(β): gradient descent on a free Δ converges to λd, d_loss to −λd/2.
+    alpha, beta = jnp.array([[0.5, -1.0, 2.0]]), jnp.array([[0.0, 0.0, 0.0]])
+    d = np.mean([0.5, 1.0, 2.0]) if distance == "l1" else np.sqrt(np.mean([0.25, 1.0, 4.0]))
+
+    def d_loss(delta):
+        return gan.qp_losses(delta, jnp.zeros(1), alpha, beta, lam=lam, distance=distance)[0]
+
+    delta = jnp.zeros(1)
+    for _ in range(60):  # d_loss is a parabola with curvature 1/(λd): lr λd/2 halves the error
+        delta = delta - 0.5 * lam * d * jax.grad(d_loss)(delta)
+    np.testing.assert_allclose(delta[0], lam * d, rtol=1e-5)
+    np.testing.assert_allclose(d_loss(delta), -lam * d / 2, rtol=1e-5)
+
+
+def tabular_qp_optimum(p, q, points, lam):
+    """Minimises the QP critic loss over a tabular antisymmetric Δ_ij = A_ij − A_ji.
+
+    Pairs (i, j) are repeated 16·p_i·q_j times (p, q are multiples of 1/4), so the
+    mean over the batch is the expectation over p(x_r)q(x_f). The loss is quadratic
+    in A, so one pseudo-inverse Newton step from 0 is exact.
+    """
+    n = len(p)
+    rows = [(i, j) for i in range(n) for j in range(n) for _ in range(round(16 * p[i] * q[j]))]
+    assert len(rows) == 16
+    ii, jj = np.array(rows).T
+    x_real, x_fake = points[ii], points[jj]
+
+    def d_loss(a_flat):
+        a = a_flat.reshape(n, n)
+        delta = (a - a.T)[ii, jj]
+        return gan.qp_losses(delta, jnp.zeros(16), x_real, x_fake, lam=lam, distance="l2")[0]
+
+    @jax.jit
+    def newton_from_zero():
+        a0 = jnp.zeros(n * n)
+        a = a0 - jnp.linalg.pinv(jax.hessian(d_loss)(a0), hermitian=True) @ jax.grad(d_loss)(a0)
+        return a.reshape(n, n) - a.reshape(n, n).T, d_loss(a)
+
+    return newton_from_zero()
+
+
+def test_optimal_critic_ratio_on_discrete_problem():
+    with jax.enable_x64(True):
+        points = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+        dist = np.sqrt(np.mean((points[:, None] - points[None]) ** 2, axis=-1))
+        p, q = np.array([0.5, 0.25, 0.25]), np.array([0.25, 0.25, 0.5])
+        for lam in (1.0, 10.0):
+            delta, value = tabular_qp_optimum(p, q, points, lam)
+            pq = p[:, None] * q[None, :]
+            want = (pq - pq.T) / (pq + pq.T)
+            off = ~np.eye(3, dtype=bool)
+            ratio = np.asarray(delta)[off] / (lam * dist[off])
+            np.testing.assert_allclose(ratio, want[off], atol=1e-10)
+            assert np.all(np.abs(ratio) <= 1)
+            # the divergence −min d_loss = λ Σ p_i q_j ratio_ij d_ij / 2 · ... is > 0 for p ≠ q
+            divergence = -float(value)
+            np.testing.assert_allclose(divergence, lam * np.sum(pq * want * dist) / 2, rtol=1e-10)
+            assert divergence > 0
+        # scaling λ scales the optimal Δ linearly
+        d1, _ = tabular_qp_optimum(p, q, points, 1.0)
+        d10, _ = tabular_qp_optimum(p, q, points, 10.0)
+        np.testing.assert_allclose(d10, 10 * d1, atol=1e-10)
+        # p = q: the divergence is 0 and the optimal critic is Δ = 0
+        delta, value = tabular_qp_optimum(p, p, points, 10.0)
+        np.testing.assert_allclose(delta, 0.0, atol=1e-10)
+        np.testing.assert_allclose(value, 0.0, atol=1e-10)
+
+
+def test_hinge_losses_values():
+    t_real = jnp.array([[2.0], [0.5], [-1.0]])
+    t_fake = jnp.array([[-3.0], [0.0], [0.5]])
+    d_loss, g_loss = gan.hinge_losses(t_real, t_fake)
+    # relu(1 − t_real) = [0, 0.5, 2]; relu(1 + t_fake) = [0, 1, 1.5]
+    np.testing.assert_allclose(d_loss, 2.5 / 3 + 2.5 / 3, rtol=1e-6)
+    np.testing.assert_allclose(g_loss, 2.5 / 3, rtol=1e-6)
+    # samples are accepted and unused
+    same = gan.hinge_losses(t_real[:, 0], t_fake[:, 0], jnp.ones((3, 2)), jnp.zeros((3, 2)))
+    np.testing.assert_allclose(same, (d_loss, g_loss))
+
+
+# --- single_loss ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_single_loss_gradients_equal_separate_gradients(name):
+    losses = LOSSES[name]
+    with jax.enable_x64(True):
+        generator, discriminator, params, x_real, z = players()
+        loss_fn = gan.single_loss(losses, generator, discriminator, g_weight=0.7)
+        (value, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params, x_real, z)
+        grad_d, grad_g, d_loss, g_loss = separate_grads(
+            losses, generator, discriminator, params, x_real, z
+        )
+        assert_trees_close(grads["discriminator"], grad_d)
+        assert_trees_close(grads["generator"], jax.tree.map(lambda g: 0.7 * g, grad_g))
+        assert float(value) == float(aux["d_loss"])
+        np.testing.assert_allclose(value, d_loss, rtol=1e-14)
+        np.testing.assert_allclose(aux["g_loss"], g_loss, rtol=1e-14)
+
+
+def test_stop_gradient_semantics_and_zero_weight_freezes_generator():
+    with jax.enable_x64(True):
+        generator, discriminator, params, x_real, z = players()
+        grads = {
+            w: jax.jit(
+                jax.grad(
+                    gan.single_loss(gan.qp_losses, generator, discriminator, g_weight=w),
+                    has_aux=True,
+                )
+            )(params, x_real, z)[0]
+            for w in (0.0, 1.0, 3.0)
+        }
+        # D's gradient does not depend on g_weight (the generator term has none for D) ...
+        for w in (1.0, 3.0):
+            jax.tree.map(
+                np.testing.assert_array_equal,
+                grads[w]["discriminator"],
+                grads[0.0]["discriminator"],
+            )
+        # ... G's gradient is linear in it and exactly zero at 0 (d_loss gives G nothing)
+        assert all(np.all(g == 0) for g in jax.tree.leaves(grads[0.0]["generator"]))
+        assert_trees_close(
+            grads[3.0]["generator"], jax.tree.map(lambda g: 3 * g, grads[1.0]["generator"])
+        )
+        # with g_weight = 0, SGD steps never move the generator
+        loss_fn = gan.single_loss(gan.qp_losses, generator, discriminator, g_weight=0.0)
+        opt = optax.sgd(0.1)
+
+        @jax.jit
+        def sgd_step(p, state):
+            g, _ = jax.grad(loss_fn, has_aux=True)(p, x_real, z)
+            updates, state = opt.update(g, state, p)
+            return optax.apply_updates(p, updates), state
+
+        state, p = opt.init(params), params
+        for _ in range(3):
+            p, state = sgd_step(p, state)
+        jax.tree.map(np.testing.assert_array_equal, p["generator"], params["generator"])
+        assert not np.allclose(
+            p["discriminator"]["params"]["Dense_0"]["kernel"],
+            params["discriminator"]["params"]["Dense_0"]["kernel"],
+        )
+
+
+@pytest.mark.parametrize("distance", ["l1", "l2"])
+def test_generator_gradient_independent_of_lambda_and_distance(distance):
+    with jax.enable_x64(True):
+        generator, discriminator, params, x_real, z = players()
+        want = jax.grad(
+            lambda pg: -jnp.mean(discriminator(params["discriminator"], generator(pg, z)))
+        )(params["generator"])
+        for lam in (0.1, 10.0):
+            losses = functools.partial(gan.qp_losses, lam=lam, distance=distance)
+            grads, _ = jax.grad(gan.single_loss(losses, generator, discriminator), has_aux=True)(
+                params, x_real, z
+            )
+            assert_trees_close(grads["generator"], want)
+
+
+def test_one_sgd_step_equals_simultaneous_player_steps():
+    lr, g_weight = 0.05, 2.0
+    with jax.enable_x64(True):
+        generator, discriminator, params, x_real, z = players()
+        loss_fn = gan.single_loss(gan.qp_losses, generator, discriminator, g_weight=g_weight)
+        grads, _ = jax.grad(loss_fn, has_aux=True)(params, x_real, z)
+        updates, _ = optax.sgd(lr).update(grads, optax.sgd(lr).init(params), params)
+        stepped = optax.apply_updates(params, updates)
+        grad_d, grad_g, _, _ = separate_grads(
+            gan.qp_losses, generator, discriminator, params, x_real, z
+        )
+        want_d = jax.tree.map(lambda p, g: p - lr * g, params["discriminator"], grad_d)
+        want_g = jax.tree.map(lambda p, g: p - g_weight * lr * g, params["generator"], grad_g)
+        assert_trees_close(stepped["discriminator"], want_d)
+        assert_trees_close(stepped["generator"], want_g)
+
+
+def test_jit_equals_eager():
+    generator, discriminator, params, x_real, z = players(jnp.float32)
+    for losses in (LOSSES["qp_l2"], LOSSES["hinge"]):
+        loss_fn = gan.single_loss(losses, generator, discriminator, g_weight=0.5)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        eager = grad_fn(params, x_real, z)
+        jitted = jax.jit(grad_fn)(params, x_real, z)
+        assert_trees_close(jitted, eager, rtol=1e-5, atol=1e-6)
+    t_real, t_fake = x_real[:, 0], x_real[:, 1]
+    for distance in ("l1", "l2"):
+        fn = functools.partial(gan.qp_losses, distance=distance)
+        np.testing.assert_allclose(
+            jax.jit(fn)(t_real, t_fake, x_real, x_real[::-1]),
+            fn(t_real, t_fake, x_real, x_real[::-1]),
+            rtol=1e-6,
+        )
+
+
+def test_ring_training_covers_modes():
+    from gradjax.examples import gan as example
+
+    # 2,500 single-loss GAN-QP steps (a short run: 5,000 reach 8/8 and ~80%; see the tour)
+    result, generator = example.train_ring(
+        jax.random.key(0), steps=2500, batch_size=128, progress=False, steps_per_call=2500
+    )
+    assert np.all(np.isfinite(result.d_losses)) and np.all(np.isfinite(result.g_losses))
+    init_params = example.init_players(
+        jax.random.split(jax.random.key(0))[0], *example.ring_players(), jnp.zeros((1, 2)), 2
+    )
+    key = jax.random.key(1)
+    before = example.ring_quality(example.generate(key, generator, init_params, 2500, 2))
+    after = example.ring_quality(example.generate(key, generator, result.params, 2500, 2))
+    assert before.modes_covered == 0 and before.high_quality < 0.01
+    assert after.modes_covered >= 6
+    assert after.high_quality >= 0.25
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resolution, channels", [(8, 1), (16, 3)])
+def test_dcgan_shapes(resolution, channels):
+    gen = DCGANGenerator(resolution=resolution, channels=channels, max_channels=16)
+    critic = DCGANCritic(resolution=resolution, max_channels=16)
+    z = jnp.zeros((2, 16))
+    pg = gen.init(jax.random.key(0), z)
+    x = gen.apply(pg, z)
+    assert x.shape == (2, resolution, resolution, channels)
+    assert np.all(np.abs(x) <= 1)
+    pd = critic.init(jax.random.key(1), x)
+    assert critic.apply(pd, x).shape == (2,)
+    with pytest.raises(ValueError, match="resolution"):
+        DCGANGenerator(resolution=12).init(jax.random.key(0), z)
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_bad_input_raises_value_error_naming_the_argument():
+    t, x = jnp.zeros(4), jnp.zeros((4, 3))
+    cases = [
+        (lambda: gan.qp_losses(t, jnp.zeros(5), x, x), "t_real and t_fake"),
+        (lambda: gan.qp_losses(jnp.zeros((4, 2)), jnp.zeros((4, 2)), x, x), "t_real"),
+        (lambda: gan.qp_losses(t, t, x, jnp.zeros((4, 2))), "x_real and x_fake"),
+        (lambda: gan.qp_losses(t, t, jnp.zeros((5, 3)), jnp.zeros((5, 3))), "x_real"),
+        (lambda: gan.qp_losses(t, t, x, x, distance="cosine"), "distance"),
+        (lambda: gan.qp_losses(t, t, x, x, lam=0.0), "lam"),
+        (lambda: gan.qp_losses(t, t, x, x, lam=-1.0), "lam"),
+        (lambda: gan.hinge_losses(t, jnp.zeros(3)), "t_real and t_fake"),
+        (lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=-1.0), "g_weight"),
+    ]
+    for call, name in cases:
+        with pytest.raises(ValueError, match=name):
+            call()
+    with pytest.raises(TypeError, match="generator"):
+        gan.single_loss(gan.qp_losses, None, abs)
+    generator, discriminator, params, x_real, z = players(jnp.float32)
+    loss_fn = gan.single_loss(gan.qp_losses, generator, discriminator)
+    with pytest.raises(ValueError, match="params"):
+        loss_fn({"generator": params["generator"]}, x_real, z)
+    with pytest.raises(ValueError, match="generator"):
+        loss_fn(params, x_real[:, :2], z)
+    with pytest.raises(ValueError, match="t_real and t_fake"):
+        jax.jit(gan.qp_losses)(t, jnp.zeros(5), x, x)
