@@ -1,6 +1,10 @@
 """gradjax: gradient techniques in JAX, each step the minimiser of a local model of the loss."""
 
+from gradjax import attribution as attribution
+from gradjax import em as em
+from gradjax import gan as gan
 from gradjax import newton as newton
 from gradjax import optim as optim
+from gradjax import regularizers as regularizers
 
 __version__ = "0.1.0"
