@@ -14,10 +14,11 @@ E-step), and both factors are re-estimated from the same posteriors (the M-step)
 Neither step ever materialises the ``D×W×K`` posterior. With ``Θ = p(z|d)``
 (D, K), ``Φ = p(w|z)`` (K, W) and the ratio ``R = n / (ΘΦ)`` (zero where n = 0),
 the expected counts are ``Θ ⊙ (R Φᵀ)`` and ``Φ ⊙ (Θᵀ R)``: three GEMMs per step on
-a dense ``counts``. For a ``jax.experimental.sparse.BCOO`` ``counts`` the same
-quantities are computed per non-zero by gathers and scatter-adds, a chunk of
-non-zeros at a time, grouped by document (``_plsa_sparse``): working memory
-O(chunk·K + (D + W)·K) besides the input, never a D×W array.
+a dense ``counts``, a cache-sized block of documents at a time. For a
+``jax.experimental.sparse.BCOO`` ``counts`` the same quantities are computed per
+non-zero by gathers and segment sums, a chunk of non-zeros at a time, grouped by
+document and by word (``_plsa_sparse``): working memory O(nnz + chunk·K + (D + W)·K)
+besides the input, never a D×W array.
 
 The update is the classical multiplicative form, so a probability that is zero
 stays zero; the default start is strictly positive.
@@ -40,6 +41,7 @@ from jax.experimental import sparse
 from gradjax._loop import scan_loop
 
 from . import _plsa_sparse
+from ._blocks import block_size_for, from_blocks, to_blocks
 
 Counts = Any  # a dense (D, W) array or a BCOO matrix
 
@@ -164,21 +166,37 @@ def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) 
 # the ratio R = n / (ΘΦ) (zero where n = 0, so 0/0 never happens) that the M-step needs:
 # RΦᵀ (D, K) and ΘᵀR (K, W). Θ ⊙ RΦᵀ and Φ ⊙ ΘᵀR are the expected counts.
 
-Layout = Any  # a dense (D, W) array or _plsa_sparse.Segments
+# A dense block of about this many entries (2 MiB of float32) stays in cache from the
+# GEMM that writes Θ_bΦ to the two GEMMs that read R_b, where whole-matrix GEMMs stream
+# D×W intermediates through memory: an EM step at D=2000, W=5000, K=50 went from 47 ms
+# to 37 ms on a 2-core CPU.
+_DENSE_BLOCK_ENTRIES = 1 << 19
+
+
+class _DenseBlocks(NamedTuple):
+    """Dense counts as row blocks (``_blocks.to_blocks``: interleaved, zero-padded)."""
+
+    blocks: jax.Array  # (num_blocks, rows, W)
+    num_docs: int
+
+
+Layout = Any  # _DenseBlocks or _plsa_sparse.Segments
 
 
 def _values(counts: Counts) -> jax.Array:
     return counts.data if isinstance(counts, sparse.BCOO) else counts
 
 
-def _layout(counts: Counts) -> Layout:
-    return _plsa_sparse.segment(counts) if isinstance(counts, sparse.BCOO) else counts
+def _layout(counts: Counts, *, by_word: bool) -> Layout:
+    if isinstance(counts, sparse.BCOO):
+        return _plsa_sparse.segment(counts, by_word=by_word)
+    num_docs, num_words = counts.shape
+    rows = max(8, _DENSE_BLOCK_ENTRIES // num_words)
+    return _DenseBlocks(to_blocks(counts, block_size_for(num_docs, 0, rows)), num_docs)
 
 
-def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side: bool = True):
-    """``(Σ n log(ΘΦ), RΦᵀ or None, ΘᵀR or None)``: three GEMMs, or chunked gathers."""
-    if isinstance(counts, _plsa_sparse.Segments):
-        return _plsa_sparse.e_step_sums(counts, theta, phi, doc_side=doc_side, word_side=word_side)
+def _block_sums(counts, theta, phi, *, doc_side: bool, word_side: bool):
+    """The E-step sums of one dense block: three GEMMs."""
     model = theta @ phi
     positive = counts > 0
     safe = jnp.where(positive, model, 1)
@@ -189,10 +207,29 @@ def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side
     return log_lik, doc_sums, word_sums
 
 
+def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side: bool = True):
+    """``(Σ n log(ΘΦ), RΦᵀ or None, ΘᵀR or None)``: GEMMs per row block, or gathers."""
+    if isinstance(counts, _plsa_sparse.Segments):
+        return _plsa_sparse.e_step_sums(counts, theta, phi, doc_side=doc_side, word_side=word_side)
+
+    def block(acc, inputs):
+        log_lik, word_sums = acc
+        ll, doc_sums, ws = _block_sums(*inputs, phi, doc_side=doc_side, word_side=word_side)
+        word_sums = word_sums + ws if word_side else None
+        return (log_lik + ll, word_sums), doc_sums
+
+    blocks = counts.blocks
+    zeros = (jnp.zeros((), theta.dtype), jnp.zeros(phi.shape, theta.dtype) if word_side else None)
+    theta_blocks = to_blocks(theta, blocks.shape[1])
+    (log_lik, word_sums), doc_sums = jax.lax.scan(block, zeros, (blocks, theta_blocks))
+    doc_sums = from_blocks(doc_sums, counts.num_docs) if doc_side else None
+    return log_lik, doc_sums, word_sums
+
+
 def _doc_lengths(counts: Layout) -> jax.Array:
     if isinstance(counts, _plsa_sparse.Segments):
         return _plsa_sparse.doc_lengths(counts)
-    return jnp.sum(counts, axis=1)
+    return from_blocks(jnp.sum(counts.blocks, axis=2), counts.num_docs)
 
 
 def _normalise_mixtures(expected: jax.Array, lengths: jax.Array) -> jax.Array:
@@ -237,7 +274,7 @@ def _run_em(counts, theta, phi, tol, *, num_iters, fit_topics):
     Jitted once per shape (the public functions validate first, then call this), so
     repeated eager calls do not re-trace the scan.
     """
-    counts = _layout(counts)
+    counts = _layout(counts, by_word=fit_topics)
     lengths = _doc_lengths(counts)
     minus_inf = jnp.full((), -jnp.inf, theta.dtype)
     state = _State(theta, phi, minus_inf, minus_inf)
@@ -432,4 +469,5 @@ def plsa_log_likelihood(
 
 @jax.jit
 def _log_likelihood(counts: Counts, theta: jax.Array, phi: jax.Array) -> jax.Array:
-    return _e_step_sums(_layout(counts), theta, phi, doc_side=False, word_side=False)[0]
+    layout = _layout(counts, by_word=False)
+    return _e_step_sums(layout, theta, phi, doc_side=False, word_side=False)[0]

@@ -134,6 +134,22 @@ def test_sparse_equals_dense_over_many_chunks():
         np.testing.assert_allclose(ll, dense.log_likelihood, rtol=1e-12)
 
 
+def test_dense_row_blocks_and_padding_do_not_change_the_result(monkeypatch):
+    from gradjax.em import _plsa
+
+    with jax.enable_x64(True):
+        counts = small_counts(seed=38, num_docs=203, vocab_size=50, num_topics=4)
+        whole = em.plsa(jax.random.key(39), counts, 4, num_iters=10, tol=0.0)
+        # 8-row blocks: 26 blocks, the last padded with 5 empty documents
+        monkeypatch.setattr(_plsa, "_DENSE_BLOCK_ENTRIES", 8 * 50)
+        assert _plsa._layout(counts, by_word=True).blocks.shape == (26, 8, 50)
+        jax.clear_caches()  # the jitted EM loop would otherwise reuse the one-block program
+        blocked = em.plsa(jax.random.key(39), counts, 4, num_iters=10, tol=0.0)
+        np.testing.assert_allclose(blocked.p_w_given_z, whole.p_w_given_z, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(blocked.p_z_given_d, whole.p_z_given_d, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(blocked.log_likelihood_trace, whole.log_likelihood_trace)
+
+
 def test_sparse_path_never_builds_a_dense_array():
     num_docs, vocab_size, num_topics, nnz = 3000, 4000, 4, 500
     rng = np.random.default_rng(0)
