@@ -396,8 +396,11 @@ def test_jit_equals_eager_and_vmap_equals_loop(name):
     keys = jax.random.split(jax.random.key(1), 4)
     xs = normal(2, (4, 5), jnp.float32)
     eager = [fn(k, x) for k, x in zip(keys, xs, strict=True)]
-    np.testing.assert_allclose(jax.jit(fn)(keys[0], xs[0]), eager[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.vmap(fn)(keys, xs), jnp.stack(eager), rtol=1e-5, atol=1e-6)
+    # VAT's direction is the gradient of a KL that is O(ξ²) = 1e-4: float32 rounding of the
+    # O(1) log-probabilities (~1e-7) reaches ~1e-5 of the unit vector once divided by ξ.
+    atol = 1e-4 if name == "vat_direction" else 1e-6
+    np.testing.assert_allclose(jax.jit(fn)(keys[0], xs[0]), eager[0], rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(jax.vmap(fn)(keys, xs), jnp.stack(eager), rtol=1e-5, atol=atol)
     assert jnp.result_type(eager[0]) == jnp.float32
 
 
