@@ -122,7 +122,6 @@ def kmeans_lloyd(quick: bool) -> Table:
             "never an n×k matrix.",
             "faiss with max_points_per_centroid=n so it uses every point (its default subsamples "
             "to 256·k).",
-            "Measured on a shared 2-core machine under load from other jobs: ratios are noisy.",
         ],
         data={
             "gradjax_s": t_gj.median,
@@ -182,7 +181,6 @@ def kmeans_restarts(quick: bool) -> Table:
             "gradjax runs the 10 restarts in parallel (the Lloyd step vmapped over them) in one "
             "fixed-length scan: a converged restart is frozen, and once all have converged the "
             "remaining scan steps skip the step; scikit-learn runs the restarts one after another.",
-            "Measured on a shared 2-core machine under load from other jobs.",
         ],
         data=data,
     )

@@ -186,11 +186,10 @@ def gan_step(quick: bool) -> Table:
         "digits: "
         f"class histogram {digits.class_counts.tolist()}, mean confidence "
         f"{digits.mean_confidence:.3f} (real digits: {digits.real_confidence:.3f}).",
-        "Ran on a CPU shared with other jobs: times are noisy."
-        + (
-            " --quick: too few training steps for the quality figures to mean much."
+        *(
+            ["--quick: too few training steps for the quality figures to mean much."]
             if quick
-            else ""
+            else []
         ),
     ]
     return Table(

@@ -148,7 +148,6 @@ def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra):
         f"log-lik / token after {many} iterations of each (NMF factors normalised to "
         f"p(w|d)); gradjax's trace is monotone: {monotone}. The MU iteration differs from "
         "EM (techniques.md §1), so the two paths differ.",
-        "Measured on a 2-core machine shared with other jobs (load average ~8): ratios are noisy.",
     ]
     data = {
         "ms_per_iter_gradjax": ms(per_ours),

@@ -118,8 +118,8 @@ def reg_overhead(quick: bool) -> Table:
             "On CPU, drawing B×L×E Gaussian numbers (threefry) costs more than the "
             "forward/backward of this small CNN, which is why noise and VAT look expensive.",
             "Medians of per-round medians and the overall min over interleaved rounds of 10 "
-            "calls; 2 CPU cores shared with other jobs, so medians are noisy and the min "
-            "ratio is the steadier estimate of the intrinsic cost.",
+            "calls; the min ratio, the least disturbed by other processes, is the steadier "
+            "estimate of the intrinsic cost.",
         ],
         data={
             name: {"median": median[name], "min": best[name], "compile": compile_s[name]}
@@ -168,7 +168,10 @@ def reg_accuracy(quick: bool) -> Table:
         ["task", "training", "test accuracy", "Δ vs baseline"],
         rows,
         notes=[
-            "Fixed splits; the seed changes only the initialisation and minibatch order.",
+            "Fixed splits; the seed changes only the initialisation and minibatch order. The "
+            "supervised-only digits run is full-batch on its 100 labels, so there the seed "
+            "changes only the initialisation, and different weights can reach the same test "
+            "accuracy (a zero std).",
             "digits: scikit-learn digits, 497 test images, 100 labelled training images "
             "(10 per class), the other 1200 unlabelled; MLP(128, 10), Adam(1e-3), "
             f"{digits_steps} steps; VAT: KL on an unlabelled minibatch of 128 per step, "
