@@ -207,8 +207,9 @@ def test_vmap_over_problems_equals_a_loop(method):
         return newton.minimize(logistic_loss, jnp.zeros(4), x, y, method=method, num_steps=12)
 
     batched = jax.vmap(solve)(xs, ys)
+    solve_one = jax.jit(solve)  # compiled once for the loop (jit == eager is tested below)
     for i in range(4):
-        single = solve(xs[i], ys[i])
+        single = solve_one(xs[i], ys[i])
         np.testing.assert_allclose(batched.params[i], single.params, rtol=1e-5, atol=1e-6)
         assert int(batched.num_steps[i]) == int(single.num_steps)
 
