@@ -323,10 +323,10 @@ def plsa(
         p(w|z) ∝ Σ_d n(d,w) C(z|d,w),    p(z|d) = Σ_w n(d,w) C(z|d,w) / n(d),
 
     which minimises a majorising surrogate of ``-L`` that touches it at the current
-    point, so ``L`` never decreases. Dense ``counts`` use three GEMMs per step
-    (O(D·W) memory); a ``BCOO`` ``counts`` uses gathers and scatter-adds over its
-    non-zeros in fixed-size chunks (O((D + W)·K) working memory besides the input,
-    never a D×W or nnz×K array) and gives the same result.
+    point, so ``L`` never decreases. Dense ``counts`` use three GEMMs per step on
+    cache-sized row blocks (O(D·W) memory); a ``BCOO`` ``counts`` uses gathers and
+    segment sums over its non-zeros in fixed-size chunks (O(nnz + (D + W)·K) working
+    memory besides the input, never a D×W or nnz×K array) and gives the same result.
 
     Empty documents (all counts zero) do not affect the topics and get the uniform
     mixture ``1/K``. Runs unchanged under ``jax.jit`` on ``counts`` sharded over

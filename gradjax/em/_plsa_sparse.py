@@ -91,13 +91,13 @@ def segment(counts: sparse.BCOO, *, by_word: bool = True) -> Segments:
     by_doc = _group(docs, words, values, num_docs)
     if not by_word:
         return Segments(by_doc, None, None, num_docs, num_words)
-    order = jnp.argsort(words, stable=True)
-    grouped = _group(words[order], docs[order], values[order], num_words)
+    word_order = jnp.argsort(words, stable=True)
+    grouped = _group(words[word_order], docs[word_order], values[word_order], num_words)
     unused = by_doc.values.size  # points at a zero appended to the flat ratios
     doc_slot = (
         jnp.full(grouped.values.size, unused, jnp.int32)
         .at[grouped.slot_of]
-        .set(by_doc.slot_of[order], unique_indices=True)
+        .set(by_doc.slot_of[word_order], unique_indices=True)
         .reshape(grouped.values.shape)
     )
     return Segments(by_doc, grouped, doc_slot, num_docs, num_words)

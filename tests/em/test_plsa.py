@@ -160,7 +160,7 @@ def test_sparse_path_never_builds_a_dense_array():
     )
     fn = jax.jit(lambda c: em.plsa(jax.random.key(0), c, num_topics, num_iters=3))
     temp = fn.lower(sp).compile().memory_analysis().temp_size_in_bytes
-    # a dense D×W float32 array would be 48 MB; the chunked sums need O(chunk·K + (D + W)·K)
+    # a dense D×W float32 array would be 48 MB; the chunked sums need O(nnz + chunk·K + (D + W)·K)
     assert temp < 4 * (num_docs * vocab_size) // 20, temp
 
 
