@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradjax._checks import check_int, floating_tree
+
 PyTree = Any
 METHODS = ("left", "right", "midpoint", "trapezoid", "gauss_legendre")
 REDUCTIONS = ("sum", "l2", "max_abs")
@@ -81,14 +83,6 @@ class IntegratedGradientsResult(NamedTuple):
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_static_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -97,18 +91,7 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 def _check_steps(steps: Any, method: str) -> int:
     _check_choice("method", method, METHODS)
-    return _check_static_int("steps", steps, 2 if method == "trapezoid" else 1)
-
-
-def _as_inputs(x: PyTree) -> PyTree:
-    x = jax.tree.map(jnp.asarray, x)
-    leaves = jax.tree.leaves(x)
-    if not leaves:
-        raise ValueError("x must contain at least one array, got an empty pytree")
-    for leaf in leaves:
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(f"x must hold floating-point arrays, got a leaf of dtype {leaf.dtype}")
-    return x
+    return check_int("steps", steps, 2 if method == "trapezoid" else 1)
 
 
 def _as_baseline(baseline: PyTree, x: PyTree) -> PyTree:
@@ -225,7 +208,7 @@ def _path_attributions(fn, x, baseline, steps, method, chunk_size, alpha_scaled)
     ``alpha_scaled``; checks the static options and ``fn`` first."""
     nodes, weights = quadrature(method, steps)
     if chunk_size is not None:
-        chunk_size = _check_static_int("chunk_size", chunk_size, 1)
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     _check_fn(fn, x)
     if alpha_scaled:
         weights = weights * nodes
@@ -281,7 +264,7 @@ def integrated_gradients(
     """
     if not isinstance(return_gap, bool):
         raise TypeError(f"return_gap must be a bool, got {type(return_gap).__name__}")
-    x = _as_inputs(x)
+    x = floating_tree("x", x)
     baseline = _as_baseline(baseline, x)
     attributions = _path_attributions(fn, x, baseline, steps, method, chunk_size, False)
     if not return_gap:
@@ -400,7 +383,7 @@ def token_attributions(
     """
     _check_choice("formula", formula, FORMULAS)
     _check_choice("reduce", reduce, REDUCTIONS)
-    embeddings = _as_inputs(embeddings)
+    embeddings = floating_tree("embeddings", embeddings)
     if not isinstance(embeddings, jax.Array) or embeddings.ndim != 2:
         shape = getattr(embeddings, "shape", type(embeddings).__name__)
         raise ValueError(f"embeddings must be one (T, E) array, got {shape}")

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from gradjax._checks import floating_tree
 from gradjax._loop import scan_loop, tree_select
 
 PyTree = Any
@@ -35,19 +36,6 @@ METHODS = ("newton", "newton_cg", "gradient_descent")
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _as_params(params: PyTree) -> PyTree:
-    """Checks that params is a non-empty pytree of floating arrays; leaves as jax arrays."""
-    params = jax.tree.map(jnp.asarray, params)
-    leaves = jax.tree.leaves(params)
-    if not leaves:
-        raise ValueError("params must contain at least one array, got an empty pytree")
-    for leaf in leaves:
-        dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"params must be floating-point arrays, got a leaf of dtype {dtype}")
-    return params
 
 
 def _check_fun(fun: Callable, params: PyTree, args: tuple) -> None:
@@ -143,7 +131,7 @@ def newton_step(fun: Callable, params: PyTree, *args, damping: float = 0.0) -> P
       >>> newton_step(f, jnp.zeros(2))
       Array([3., 3.], dtype=float32)
     """
-    params = _as_params(params)
+    params = floating_tree("params", params)
     _check_fun(fun, params, args)
     _check_nonnegative("damping", damping)
     g = ravel_pytree(jax.grad(fun)(params, *args))[0]
@@ -242,7 +230,7 @@ def newton_cg_step(
       >>> newton_cg_step(f, jnp.zeros(2))
       Array([3., 3.], dtype=float32)
     """
-    params = _as_params(params)
+    params = floating_tree("params", params)
     _check_fun(fun, params, args)
     _check_nonnegative("damping", damping)
     _check_cg_options(maxiter, tol, "tol")
@@ -280,7 +268,7 @@ def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: f
       >>> gradient_descent_step(lambda x: jnp.sum(x**2), jnp.ones(2), learning_rate=0.25)
       Array([0.5, 0.5], dtype=float32)
     """
-    params = _as_params(params)
+    params = floating_tree("params", params)
     _check_fun(fun, params, args)
     _check_learning_rate(learning_rate)
     g = jax.grad(fun)(params, *args)
@@ -444,7 +432,7 @@ def minimize(
             f"unexpected options {sorted(unknown)} for method={method!r}; "
             f"allowed: {sorted(allowed)}"
         )
-    params = _as_params(params)
+    params = floating_tree("params", params)
     _check_fun(fun, params, args)
     _check_nonnegative("tol", tol)
     options = {"damping": 0.0, "maxiter": None, "cg_tol": 1e-5, **options}

@@ -59,6 +59,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradjax._checks import floating_tree
+
 PyTree = Any
 
 __all__ = [
@@ -76,18 +78,7 @@ __all__ = [
 
 
 def _as_inputs(x: PyTree) -> PyTree:
-    """Checks that x is a non-empty pytree of floating arrays; leaves as jax arrays."""
-    x = jax.tree.map(jnp.asarray, x)
-    leaves = jax.tree.leaves(x)
-    if not leaves:
-        raise ValueError("x must contain at least one array, got an empty pytree")
-    for leaf in leaves:
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(
-                f"x must be floating-point (perturb embeddings, not token ids), "
-                f"got a leaf of dtype {leaf.dtype}"
-            )
-    return x
+    return floating_tree("x", x, " (perturb embeddings, not token ids)")
 
 
 def _check_callable(name: str, fn: Any) -> None:

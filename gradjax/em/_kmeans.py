@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradjax._checks import check_int, is_concrete
 from gradjax._loop import scan_loop
 
 from ._blocks import block_size_for, from_blocks, min_and_argmin, partial_sq_distances, to_blocks
@@ -59,10 +60,6 @@ class KMeansResult(NamedTuple):
 # ----------------------------------------------------------------------------- checks
 
 
-def _is_concrete(a: Any) -> bool:
-    return not isinstance(a, jax.core.Tracer)
-
-
 def as_points(x: Any) -> jax.Array:
     """``x`` as a 2-D floating array (integers become the default float dtype)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -76,18 +73,9 @@ def as_points(x: Any) -> jax.Array:
     ):
         raise TypeError(f"x must be a real numeric array, got dtype {x.dtype}")
     x = jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
-    if _is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError("x must be finite, got NaN or infinite entries")
     return x
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return int(value)
 
 
 def check_num_clusters(num_clusters: Any, n: int) -> int:
@@ -98,7 +86,7 @@ def check_num_clusters(num_clusters: Any, n: int) -> int:
 
 
 def check_nonnegative(name: str, value: Any) -> None:
-    if _is_concrete(value) and np.ndim(value) == 0 and not float(value) >= 0:
+    if is_concrete(value) and np.ndim(value) == 0 and not float(value) >= 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
 
 
@@ -109,7 +97,7 @@ def as_weights(weights: Any, n: int, dtype) -> jax.Array:
     shape = np.shape(weights)
     if shape != (n,):
         raise ValueError(f"weights must have shape ({n},) (one per point), got {shape}")
-    if _is_concrete(weights):
+    if is_concrete(weights):
         host = np.asarray(weights)
         if not np.issubdtype(host.dtype, np.number) and host.dtype != bool:
             raise TypeError(f"weights must be numeric, got dtype {host.dtype}")

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import sparse
 
+from gradjax._checks import is_concrete
 from gradjax._loop import scan_loop
 
 from . import _plsa_sparse
@@ -71,13 +72,9 @@ class PLSAResult(NamedTuple):
 # ----------------------------------------------------------------------------- checks
 
 
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _concrete_any(x: jax.Array, predicate) -> bool:
     """``any(predicate(x))`` for a concrete ``x``; False for a traced ``x``."""
-    if not _is_concrete(x) or x.size == 0:
+    if not is_concrete(x) or x.size == 0:
         return False
     with jax.ensure_compile_time_eval():  # evaluate now, even inside someone's jit
         return bool(jnp.any(predicate(x)))

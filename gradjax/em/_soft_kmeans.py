@@ -26,6 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradjax._checks import check_int
 from gradjax._loop import scan_loop
 
 from ._blocks import block_size_for, from_blocks, partial_sq_distances, to_blocks
@@ -34,7 +35,6 @@ from ._kmeans import (
     as_points,
     as_weights,
     check_init,
-    check_int,
     check_nonnegative,
     check_num_clusters,
     initial_centroids,
