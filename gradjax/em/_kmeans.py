@@ -31,8 +31,10 @@ from gradjax._checks import check_int, is_concrete
 from gradjax._loop import scan_loop
 
 from ._blocks import block_size_for, from_blocks, min_and_argmin, partial_sq_distances, to_blocks
+from ._hamerly import hamerly_pass, move_bounds
 
 INITS = ("k-means++", "random")
+ALGORITHMS = ("lloyd", "hamerly")
 
 
 class KMeansResult(NamedTuple):
@@ -276,6 +278,8 @@ class _LloydState(NamedTuple):
     shift: jax.Array  # (R,), Σ_j ‖c_j⁺ - c_j‖² of the last step
     same_labels: jax.Array  # (R,), the last E-step left every label unchanged
     num_iters: jax.Array  # (R,) int32, steps taken before convergence
+    upper: jax.Array | None = None  # (R, blocks, rows), Hamerly's bounds (else None)
+    lower: jax.Array | None = None
 
 
 def _lloyd_pass(xb, wb, centroids):
@@ -322,21 +326,37 @@ def _relocate_empty(sums, counts, xb, wb, labels, dist):
     return sums, counts
 
 
-def lloyd(xb, wb, x_sq, centroids, *, num_iters, tol, active):
+def _bounded_pass(xb, wb, x_sq, state):
+    """``hamerly_pass`` for each restart (``lax.map``: ``vmap`` would turn its ``cond``
+    into a select that runs both branches)."""
+    return jax.lax.map(
+        lambda s: hamerly_pass(xb, wb, x_sq, *s),
+        (state.centroids, state.labels, state.upper, state.lower),
+    )
+
+
+def lloyd(xb, wb, x_sq, centroids, *, num_iters, tol, active, bounds=False):
     """Lloyd iterations of R restarts at once, ``centroids`` (R, k, d), blocked data.
 
     One ``scan_loop`` drives all restarts: the step is vmapped over them, a
     converged restart is frozen, and the loop stops stepping once all have
     converged. Empty-cluster repair runs only when some restart has an empty
-    cluster. Returns the final state and the (num_iters, R) inertia trace.
+    cluster. ``bounds=True`` runs the E-step with Hamerly's bounds
+    (``gradjax.em._hamerly``). Returns the final state and the (num_iters, R)
+    inertia trace.
     """
 
     def restart_converged(state):
         return active & (state.same_labels | (state.shift <= tol))
 
     def step(state):
-        sums, counts, labels, best = jax.vmap(_lloyd_pass, (None, None, 0))(xb, wb, state.centroids)
-        dist = jnp.maximum(best + x_sq, 0)
+        if bounds:
+            sums, counts, labels, dist, lower = _bounded_pass(xb, wb, x_sq, state)
+        else:
+            sums, counts, labels, best = jax.vmap(_lloyd_pass, (None, None, 0))(
+                xb, wb, state.centroids
+            )
+            dist = jnp.maximum(best + x_sq, 0)
         sums, counts = jax.lax.cond(
             jnp.any(counts <= 0),
             jax.vmap(_relocate_empty, (0, 0, None, None, 0, 0)),
@@ -354,6 +374,9 @@ def lloyd(xb, wb, x_sq, centroids, *, num_iters, tol, active):
             same_labels=jnp.all(labels == state.labels, axis=(1, 2)),
             num_iters=state.num_iters + 1,
         )
+        if bounds:
+            bounds_now = jax.vmap(move_bounds)(jnp.sqrt(dist), lower, labels, state.centroids, new)
+            stepped = stepped._replace(upper=bounds_now[0], lower=bounds_now[1])
         return jax.tree.map(
             lambda old, new: jnp.where(done.reshape((-1,) + (1,) * (new.ndim - 1)), old, new),
             state,
@@ -369,6 +392,9 @@ def lloyd(xb, wb, x_sq, centroids, *, num_iters, tol, active):
         same_labels=jnp.zeros(num_restarts, bool),
         num_iters=jnp.zeros(num_restarts, jnp.int32),
     )
+    if bounds:  # label -1 leaves every point undecided in the first E-step
+        zeros = jnp.zeros((num_restarts, *x_sq.shape), x_sq.dtype)
+        init = init._replace(upper=zeros, lower=zeros)
     out = scan_loop(
         step,
         init,
@@ -395,6 +421,7 @@ def kmeans(
     n_init: int = 1,
     weights: jax.Array | None = None,
     block_size: int | None = None,
+    algorithm: str = "lloyd",
 ) -> KMeansResult:
     """K-Means clustering by Lloyd's algorithm (hard EM), with restarts.
 
@@ -426,6 +453,15 @@ def kmeans(
       weights: optional (n,) non-negative sample weights; an integer weight counts
         as that many copies of the point.
       block_size: rows per distance block; default about 2²⁰ / k.
+      algorithm: "lloyd" computes every point-centroid distance in every E-step.
+        "hamerly" keeps two distance bounds per point (Hamerly 2010) and
+        searches only the points whose label they leave open: the same iterates
+        (up to ties within float rounding) with far fewer distance GEMMs once
+        the first iterations are past. It pays off for large ``n`` (n=200k,
+        k=256 on 2 CPU cores: 1.45x faster than "lloyd"), not for small data
+        (digits, 10 restarts: 3x slower, as its restarts run one after another).
+        It gathers the undecided points, so it runs on sharded rows but moves
+        them between devices: there, use "lloyd".
 
     Returns:
       A :class:`KMeansResult`.
@@ -449,6 +485,8 @@ def kmeans(
         check_int("block_size", block_size, 1)
     w = as_weights(weights, n, x.dtype)
     init = check_init(init, k, d, x.dtype)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
 
     if not isinstance(init, str):
         n_init = 1  # restarts from the same start would be identical
@@ -463,13 +501,16 @@ def kmeans(
         n_init=n_init,
         init=init if isinstance(init, str) else None,
         block_size=block_size_for(n, k, block_size),
+        bounds=algorithm == "hamerly",
     )
 
 
 @functools.partial(
-    jax.jit, static_argnames=("num_clusters", "num_iters", "n_init", "init", "block_size")
+    jax.jit, static_argnames=("num_clusters", "num_iters", "n_init", "init", "block_size", "bounds")
 )
-def _kmeans(key, x, w, init_centroids, tol, *, num_clusters, num_iters, n_init, init, block_size):
+def _kmeans(
+    key, x, w, init_centroids, tol, *, num_clusters, num_iters, n_init, init, block_size, bounds
+):
     """:func:`kmeans` on validated inputs (jitted, so eager calls compile once)."""
     xb, wb = to_blocks(x, block_size), to_blocks(w, block_size)
     x_sq = jnp.sum(xb * xb, axis=-1)
@@ -480,9 +521,12 @@ def _kmeans(key, x, w, init_centroids, tol, *, num_clusters, num_iters, n_init, 
         lambda key: initial_centroids(key, x, w, num_clusters, init or init_centroids)
     )(keys)
     state, trace, converged = lloyd(
-        xb, wb, x_sq, starts, num_iters=num_iters, tol=tol_scaled, active=tol > 0
+        xb, wb, x_sq, starts, num_iters=num_iters, tol=tol_scaled, active=tol > 0, bounds=bounds
     )
-    labels, dist = jax.vmap(nearest, (None, 0))(xb, state.centroids)
+    if bounds:  # the bounds carry over to the final assignment
+        _, _, labels, dist, _ = _bounded_pass(xb, wb, x_sq, state)
+    else:
+        labels, dist = jax.vmap(nearest, (None, 0))(xb, state.centroids)
     inertia = jnp.sum(wb * dist, axis=(1, 2))
     best = jnp.argmin(inertia)  # the restart of lowest inertia
     result = KMeansResult(

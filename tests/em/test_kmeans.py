@@ -11,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
+from gradjax.em import _hamerly
 
 
 @functools.cache
@@ -29,16 +30,22 @@ def sklearn_lloyd(x, init, num_iters, tol=0.0, weights=None):
 # ----------------------------------------------------------------------------- scikit-learn
 
 
-@pytest.mark.parametrize("tol", [0.0, 1e-4])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_equals_sklearn_lloyd_from_the_same_init(tol, weighted):
+@pytest.mark.parametrize(
+    ("tol", "weighted", "algorithm"),
+    [(0.0, False, "lloyd"), (0.0, True, "lloyd"), (1e-4, False, "lloyd"), (1e-4, True, "lloyd"),
+     (0.0, False, "hamerly"), (1e-4, True, "hamerly")],
+)  # fmt: skip
+def test_equals_sklearn_lloyd_from_the_same_init(tol, weighted, algorithm):
     x = digits64()
     rng = np.random.default_rng(0)
     init = x[rng.choice(len(x), 10, replace=False)]
     weights = rng.uniform(0.5, 2.0, len(x)) if weighted else np.ones(len(x))
     ref = sklearn_lloyd(x, init, 30, tol=tol, weights=weights if weighted else None)
     with jax.enable_x64(True):
-        out = em.kmeans(jax.random.key(0), x, 10, init=init, num_iters=30, tol=tol, weights=weights)
+        out = em.kmeans(
+            jax.random.key(0), x, 10, init=init, num_iters=30, tol=tol, weights=weights,
+            algorithm=algorithm,
+        )  # fmt: skip
         np.testing.assert_allclose(out.centroids, ref.cluster_centers_, rtol=0, atol=1e-10)
         np.testing.assert_array_equal(out.labels, ref.labels_)
         np.testing.assert_allclose(out.inertia, ref.inertia_, rtol=1e-10)
@@ -65,15 +72,81 @@ def test_digits_with_restarts_within_one_percent_of_sklearn():
     np.testing.assert_allclose(float(out.inertia), min(singles), rtol=1e-5)
 
 
-def test_empty_cluster_takes_the_farthest_point_as_sklearn():
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly"])
+def test_empty_cluster_takes_the_farthest_point_as_sklearn(algorithm):
     x = digits64()[:300]
     init = np.concatenate([x[:4], np.full((1, x.shape[1]), 100.0)])  # the last one stays empty
     ref = sklearn_lloyd(x, init, 20)
     with jax.enable_x64(True):
-        out = em.kmeans(jax.random.key(0), x, 5, init=init, num_iters=20, tol=0.0)
+        out = em.kmeans(
+            jax.random.key(0), x, 5, init=init, num_iters=20, tol=0.0, algorithm=algorithm
+        )
         np.testing.assert_allclose(out.centroids, ref.cluster_centers_, atol=1e-10)
         np.testing.assert_array_equal(out.labels, ref.labels_)
         assert np.all(np.bincount(np.asarray(out.labels), minlength=5) > 0)
+
+
+# ----------------------------------------------------------------------------- Hamerly
+
+
+@pytest.mark.parametrize("search_all_above", [0.3, 2.0])  # the default / gather from the start
+def test_hamerly_gives_lloyds_iterates_with_either_search(monkeypatch, request, search_all_above):
+    """Blobs in float64 with 150 rows per block: several gathered chunks and padding."""
+    monkeypatch.setattr(_hamerly, "_SEARCH_ALL_ABOVE", search_all_above)
+    jax.clear_caches()  # the threshold is read when tracing: no program compiled with another
+    request.addfinalizer(jax.clear_caches)
+    x, _ = make_blobs(1003, 70, 5, cluster_std=2.0, seed=3)  # 70 clusters: groups of 16
+    init = np.asarray(x[:70], np.float64)
+    with jax.enable_x64(True):
+        x64 = np.asarray(x, np.float64)
+        fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init=init, num_iters=15,
+                                tol=0.0, block_size=150)  # fmt: skip
+        lloyd, hamerly = fit(), fit(algorithm="hamerly")
+        np.testing.assert_allclose(hamerly.centroids, lloyd.centroids, rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(hamerly.labels, lloyd.labels)
+        np.testing.assert_allclose(hamerly.inertia_trace, lloyd.inertia_trace, rtol=1e-10)
+        np.testing.assert_allclose(hamerly.inertia, lloyd.inertia, rtol=1e-10)
+
+
+def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
+    """With valid bounds the labels are brute force's; a point whose (wrong) bounds claim
+    it is decided keeps its label, so the bounds are really what skips the search."""
+    monkeypatch.setattr(_hamerly, "_SEARCH_ALL_ABOVE", 2.0)  # gather even half the points
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    c = rng.normal(size=(5, 3))
+    dist = np.sqrt(((x[:, None] - c[None]) ** 2).sum(-1))
+    order = np.argsort(dist, 1)
+    nearest, second = order[:, 0], np.take_along_axis(dist, order[:, 1:2], 1)[:, 0]
+    stale = (nearest + 1) % 5  # wrong labels
+    with jax.enable_x64(True):
+        xb, wb = x[None], np.ones((1, 64))
+        x_sq = (x * x).sum(1)[None]
+        decided = np.arange(64) < 32  # the first half: bounds that (wrongly) decide
+        upper = np.where(decided, 0.0, dist[np.arange(64), stale] + 1.0)[None]
+        lower = np.where(decided, 1e9, 0.0)[None]
+        args = map(jnp.asarray, (xb, wb, x_sq, c, stale[None].astype(np.int32), upper, lower))
+        _, counts, labels, d2, low = _hamerly.hamerly_pass(*args)
+        labels, low = np.asarray(labels)[0], np.asarray(low)[0]
+        np.testing.assert_array_equal(labels[32:], nearest[32:])
+        np.testing.assert_allclose(low[32:], second[32:], rtol=1e-10)
+        np.testing.assert_array_equal(labels[:32], stale[:32])
+        np.testing.assert_allclose(np.asarray(d2)[0], dist[np.arange(64), labels] ** 2, rtol=1e-10)
+        np.testing.assert_array_equal(counts, np.bincount(labels, minlength=5))
+
+
+def test_hamerly_restarts_and_vmap_equal_lloyd():
+    x, _ = make_blobs(300, 4, 2, seed=7)
+    lloyd = em.kmeans(jax.random.key(0), x, 4, n_init=3)
+    # vmapped over [x, x + 1]: the cond inside becomes a select; K-Means is translation-equivariant
+    fit = lambda x: em.kmeans(jax.random.key(0), x, 4, n_init=3, algorithm="hamerly")  # noqa: E731
+    batched = jax.vmap(fit)(jnp.stack([x, x + 1.0]))
+    for i in range(2):
+        np.testing.assert_allclose(batched.centroids[i], lloyd.centroids + i, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(batched.labels[i], lloyd.labels)
+        assert int(batched.num_iters[i]) == int(lloyd.num_iters)
+    single = em.kmeans(jax.random.key(0), x, 1, algorithm="hamerly")  # one centroid: no gaps
+    np.testing.assert_allclose(single.centroids[0], jnp.mean(x, 0), rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the math
@@ -185,6 +258,7 @@ def test_vmap_over_problems_equals_a_loop():
         ({"n_init": 0}, ValueError, "n_init"),
         ({"num_iters": -1}, ValueError, "num_iters"),
         ({"tol": -1.0}, ValueError, "tol"),
+        ({"algorithm": "elkan"}, ValueError, "algorithm"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, name):
