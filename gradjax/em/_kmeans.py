@@ -233,8 +233,9 @@ def assign(
     """Each point's nearest centroid and its squared distance to it.
 
     ``labels_i = argmin_j ‖x_i - c_j‖²`` (the first on ties), found from
-    ``‖c_j‖² - 2 x_i·c_j`` one row block at a time; the returned distance is then
-    computed directly as ``‖x_i - c_{labels_i}‖²`` (no cancellation).
+    ``‖c_j‖² - 2 x_i·c_j`` one row block at a time, with both sides shifted by the
+    centroids' mean (float32 stays accurate far from the origin); the returned
+    distance is then computed directly as ``‖x_i - c_{labels_i}‖²``.
 
     Args:
       x: (n, d) points.
@@ -262,7 +263,8 @@ def assign(
 
 @functools.partial(jax.jit, static_argnames="block_size")
 def _assign(x, centroids, block_size):
-    labels, dist = nearest(to_blocks(x, block_size), centroids)
+    origin = jnp.mean(centroids, axis=0)  # centred: see _kmeans
+    labels, dist = nearest(to_blocks(x - origin, block_size), centroids - origin)
     return from_blocks(labels, x.shape[0]), from_blocks(dist, x.shape[0])
 
 
@@ -435,7 +437,9 @@ def kmeans(
     lowest inertia wins: they share one ``scan_loop``, each frozen once converged,
     and the loop stops stepping when all have converged.
 
-    Memory is one ``block_size × num_clusters`` distance block at a time. Runs under
+    The points are centred first (as scikit-learn does), so float32 distances stay
+    accurate for data far from the origin. Memory is one ``block_size ×
+    num_clusters`` distance block at a time. Runs under
     ``jit``/``vmap``; with ``x`` sharded over a mesh's data axis (``NamedSharding``
     on the rows) XLA reduces the per-cluster sums across devices. On TPU, run under
     ``jax.default_matmul_precision("highest")`` for float32-exact distances.
@@ -512,6 +516,12 @@ def _kmeans(
     key, x, w, init_centroids, tol, *, num_clusters, num_iters, n_init, init, block_size, bounds
 ):
     """:func:`kmeans` on validated inputs (jitted, so eager calls compile once)."""
+    # Centred, as scikit-learn does: ‖x‖² - 2x·c + ‖c‖² in float32 loses the distances
+    # when the data sit far from the origin. K-Means is translation-equivariant.
+    mean = jnp.mean(x, axis=0)
+    x = x - mean
+    if init_centroids is not None:
+        init_centroids = init_centroids - mean
     xb, wb = to_blocks(x, block_size), to_blocks(w, block_size)
     x_sq = jnp.sum(xb * xb, axis=-1)
     tol_scaled = scaled_tolerance(x, tol)
@@ -530,7 +540,7 @@ def _kmeans(
     inertia = jnp.sum(wb * dist, axis=(1, 2))
     best = jnp.argmin(inertia)  # the restart of lowest inertia
     result = KMeansResult(
-        centroids=state.centroids[best],
+        centroids=state.centroids[best] + mean,
         labels=labels[best],
         inertia=inertia[best],
         inertia_trace=trace[:, best],

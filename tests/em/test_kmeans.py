@@ -163,6 +163,19 @@ def test_inertia_never_increases_and_matches_a_final_assignment():
     assert float(out.inertia) <= trace[-1] * (1 + 1e-6)
 
 
+def test_data_far_from_the_origin_keep_their_float32_clustering():
+    """Translation-equivariance in float32: ‖x‖² - 2x·c + ‖c‖² at ‖x‖ ~ 4e4 would lose
+    the distances (rounding ~ 1e-7·‖x‖² ≈ 160 vs squared distances ~ 8) without centring."""
+    x, _ = make_blobs(2000, 20, 4, cluster_std=1.0, seed=8)
+    near = em.kmeans(jax.random.key(0), x, 20, init=x[:20], num_iters=30, tol=0.0)
+    far = em.kmeans(jax.random.key(0), x + 2e4, 20, init=x[:20] + 2e4, num_iters=30, tol=0.0)
+    np.testing.assert_array_equal(far.labels, near.labels)
+    np.testing.assert_allclose(far.centroids, near.centroids + 2e4, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(far.inertia, near.inertia, rtol=1e-3)
+    labels, _ = em.assign(x + 2e4, near.centroids + 2e4)
+    np.testing.assert_array_equal(labels, near.labels)
+
+
 def test_blob_recovery():
     x, y = make_blobs(600, 4, 3, cluster_std=0.5, seed=1)
     out = em.kmeans(jax.random.key(0), x, 4, n_init=3)
