@@ -8,7 +8,9 @@ current centroids, so the inertia never increases. It is the ``M → ∞`` limit
 :func:`gradjax.em.soft_kmeans`.
 
 The points are processed in row blocks (``gradjax.em._blocks``), so memory holds one
-``block × k`` distance block at a time, never ``n × k``.
+``block × k`` distance block at a time, never ``n × k``. ``algorithm="hamerly"``
+skips the distances that per-point bounds show cannot change a label
+(``gradjax.em._hamerly``); the iterates are the same.
 
 References:
   S. Lloyd, "Least squares quantization in PCM", IEEE Trans. Inf. Theory (1982).
@@ -340,8 +342,8 @@ def _bounded_pass(xb, wb, x_sq, state):
 def lloyd(xb, wb, x_sq, centroids, *, num_iters, tol, active, bounds=False):
     """Lloyd iterations of R restarts at once, ``centroids`` (R, k, d), blocked data.
 
-    One ``scan_loop`` drives all restarts: the step is vmapped over them, a
-    converged restart is frozen, and the loop stops stepping once all have
+    One ``scan_loop`` drives all restarts: the step is vmapped over them (mapped
+    with ``bounds``), a converged restart is frozen, and the loop stops stepping once all have
     converged. Empty-cluster repair runs only when some restart has an empty
     cluster. ``bounds=True`` runs the E-step with Hamerly's bounds
     (``gradjax.em._hamerly``). Returns the final state and the (num_iters, R)
