@@ -47,6 +47,28 @@ def from_blocks(blocks: jax.Array, n: int) -> jax.Array:
     return blocks.swapaxes(0, 1).reshape(-1, *blocks.shape[2:])[:n]
 
 
+def cluster_sums(xb, wb, num_clusters, label_block, *per_block):
+    """A scan over row blocks that labels each block and sums its points per cluster.
+
+    ``label_block(x_blk, *per_block_blk) -> (labels, outputs)``. Returns the weighted
+    sums ``Σ_{i: label_i = j} w_i x_i`` (k, d), the weights ``Σ w_i`` (k,), and the
+    labels and outputs stacked over the blocks: the M-step's sufficient statistics
+    and whatever per-point values the E-step produced.
+    """
+
+    def block(carry, inputs):
+        sums, counts = carry
+        x_blk, w_blk, *rest = inputs
+        labels, outputs = label_block(x_blk, *rest)
+        sums = sums + jax.ops.segment_sum(x_blk * w_blk[:, None], labels, num_clusters)
+        counts = counts + jax.ops.segment_sum(w_blk, labels, num_clusters)
+        return (sums, counts), (labels, outputs)
+
+    zeros = (jnp.zeros((num_clusters, xb.shape[-1]), xb.dtype), jnp.zeros(num_clusters, xb.dtype))
+    (sums, counts), (labels, outputs) = jax.lax.scan(block, zeros, (xb, wb, *per_block))
+    return sums, counts, labels, outputs
+
+
 def partial_sq_distances(xb: jax.Array, centroids: jax.Array, c_sq: jax.Array) -> jax.Array:
     """``‖c_j‖² - 2 x_i·c_j`` for a block: the squared distance without ``‖x_i‖²``."""
     xc = jnp.dot(xb, centroids.T, precision=jax.lax.Precision.DEFAULT)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._blocks import min_and_argmin, partial_sq_distances
+from ._blocks import cluster_sums, min_and_argmin, partial_sq_distances
 
 _GROUP = 16  # columns per group in `nearest_two`
 _SEARCH_ALL_ABOVE = 0.3  # undecided fraction above which every point is searched
@@ -70,20 +70,15 @@ def _grouped(centroids):
 
 def search_all(xb, wb, x_sq, centroids):
     """Every point's label, ``‖x - c‖²`` and second-nearest distance, with the M-step sums."""
-    k = centroids.shape[0]
     padded, c_sq, group = _grouped(centroids)
 
-    def block(carry, inputs):
-        sums, counts = carry
-        x_blk, w_blk, xs = inputs
+    def label_block(x_blk, xs):
         label, best, second = nearest_two(partial_sq_distances(x_blk, padded, c_sq), group)
-        sums = sums + jax.ops.segment_sum(x_blk * w_blk[:, None], label, k)
-        counts = counts + jax.ops.segment_sum(w_blk, label, k)
-        dist, second = jnp.maximum(best + xs, 0), jnp.sqrt(jnp.maximum(second + xs, 0))
-        return (sums, counts), (label, dist, second)
+        return label, (jnp.maximum(best + xs, 0), jnp.sqrt(jnp.maximum(second + xs, 0)))
 
-    zeros = (jnp.zeros_like(centroids), jnp.zeros(k, centroids.dtype))
-    (sums, counts), (labels, dist, lower) = jax.lax.scan(block, zeros, (xb, wb, x_sq))
+    sums, counts, labels, (dist, lower) = cluster_sums(
+        xb, wb, centroids.shape[0], label_block, x_sq
+    )
     return sums, counts, labels, dist, lower
 
 
@@ -137,17 +132,11 @@ def hamerly_pass(xb, wb, x_sq, centroids, labels, upper, lower):
 
 def assigned_statistics(xb, wb, centroids, labels):
     """M-step sums (k, d), weights (k,) and each point's exact ``‖x_i - c_{a_i}‖²``."""
-    k = centroids.shape[0]
 
-    def block(carry, inputs):
-        sums, counts = carry
-        x_blk, w_blk, label = inputs
-        sums = sums + jax.ops.segment_sum(x_blk * w_blk[:, None], label, k)
-        counts = counts + jax.ops.segment_sum(w_blk, label, k)
-        return (sums, counts), jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
+    def label_block(x_blk, label):
+        return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
 
-    zeros = (jnp.zeros_like(centroids), jnp.zeros(k, centroids.dtype))
-    (sums, counts), dist = jax.lax.scan(block, zeros, (xb, wb, labels))
+    sums, counts, _, dist = cluster_sums(xb, wb, centroids.shape[0], label_block, labels)
     return sums, counts, dist
 
 

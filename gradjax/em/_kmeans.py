@@ -32,7 +32,14 @@ import numpy as np
 from gradjax._checks import check_int, is_concrete
 from gradjax._loop import scan_loop
 
-from ._blocks import block_size_for, from_blocks, min_and_argmin, partial_sq_distances, to_blocks
+from ._blocks import (
+    block_size_for,
+    cluster_sums,
+    from_blocks,
+    min_and_argmin,
+    partial_sq_distances,
+    to_blocks,
+)
 from ._hamerly import hamerly_pass, move_bounds
 
 INITS = ("k-means++", "random")
@@ -292,20 +299,13 @@ def _lloyd_pass(xb, wb, centroids):
     Returns the per-cluster weighted sums (k, d) and weights (k,), and per point the
     label and ``‖c‖² - 2x·c`` of the nearest centroid, blocked.
     """
-    k = centroids.shape[0]
     c_sq = jnp.sum(centroids * centroids, axis=1)
 
-    def block(carry, inputs):
-        sums, counts = carry
-        x_blk, w_blk = inputs
+    def label_block(x_blk):
         best, label = min_and_argmin(partial_sq_distances(x_blk, centroids, c_sq))
-        sums = sums + jax.ops.segment_sum(x_blk * w_blk[:, None], label, k)
-        counts = counts + jax.ops.segment_sum(w_blk, label, k)
-        return (sums, counts), (label, best)
+        return label, best
 
-    zeros = (jnp.zeros_like(centroids), jnp.zeros(k, centroids.dtype))
-    (sums, counts), (labels, best) = jax.lax.scan(block, zeros, (xb, wb))
-    return sums, counts, labels, best
+    return cluster_sums(xb, wb, centroids.shape[0], label_block)
 
 
 def _relocate_empty(sums, counts, xb, wb, labels, dist):
