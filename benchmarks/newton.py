@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import scipy.optimize
 
 from benchmarks._harness import Table, ms, ratio, time_fn
@@ -25,6 +26,22 @@ def logistic_problems(num_problems, n, d, dtype):
     w_true = jax.random.normal(kw, (num_problems, d), dtype)
     logits = jnp.einsum("pnd,pd->pn", x, w_true) + jax.random.normal(kn, (num_problems, n), dtype)
     return x, (logits > 0).astype(dtype)
+
+
+def plain_newton(x, y, d, tol):
+    """The floor of the approach: ``jax.hessian`` Newton in a ``lax.while_loop``, no safeguards."""
+    hessian = jax.hessian(logistic_loss)
+    grad = jax.grad(logistic_loss)
+
+    def cond(carry):
+        w, k = carry
+        return (jnp.linalg.norm(grad(w, x, y)) > tol) & (k < 50)
+
+    def body(carry):
+        w, k = carry
+        return w - jnp.linalg.solve(hessian(w, x, y), grad(w, x, y)), k + 1
+
+    return jax.lax.while_loop(cond, body, (jnp.zeros(d, x.dtype), 0))[0]
 
 
 def scipy_newton_cg(x, y, d):
@@ -47,84 +64,209 @@ def scipy_newton_cg(x, y, d):
     return np.stack(solutions)
 
 
+def batched_solvers(d: int, tol: float) -> dict:
+    """Every solver of ``newton_batched`` as ``(x, y) -> weights``, for one problem."""
+    solvers = {
+        "gradjax `minimize` (dense Newton)": lambda x, y: (
+            newton.minimize(logistic_loss, jnp.zeros(d, x.dtype), x, y, tol=tol).params
+        ),
+        "plain `jax.hessian` Newton, `lax.while_loop`": lambda x, y: plain_newton(x, y, d, tol),
+    }
+    try:
+        import jaxopt
+
+        solvers["jaxopt `LBFGS`"] = lambda x, y: (
+            jaxopt.LBFGS(fun=logistic_loss, tol=tol, maxiter=500)
+            .run(jnp.zeros(d, x.dtype), x, y)
+            .params
+        )
+    except ImportError:
+        pass
+    try:
+        import optimistix as optx
+
+        solvers["optimistix `BFGS`"] = lambda x, y: (
+            optx.minimise(
+                lambda w, a: logistic_loss(w, *a),
+                optx.BFGS(rtol=tol, atol=tol),
+                jnp.zeros(d, x.dtype),
+                args=(x, y),
+                max_steps=500,
+                throw=False,
+            ).value
+        )
+    except ImportError:
+        pass
+    return solvers
+
+
 def newton_batched(quick: bool) -> Table:
-    num_problems, n, d = (256, 256, 16) if quick else (4096, 256, 16)
-    num_scipy = 64 if quick else num_problems
+    num_problems, n, d = (256, 192, 12) if quick else (2048, 192, 12)
+    num_scipy = 16 if quick else 128
+    tol = 1e-8
     with jax.enable_x64(True):
         x, y = logistic_problems(num_problems, n, d, jnp.float64)
-        x_s, y_s = x[:num_scipy], y[:num_scipy]
-        t_scipy = time_fn(lambda: scipy_newton_cg(x_s, y_s, d), repeats=1)
-        reference = scipy_newton_cg(x_s, y_s, d)
-        per_scipy = t_scipy.median / num_scipy
-        rows, worst = [], 0.0
-        for dtype in (jnp.float64, jnp.float32):
-            xd, yd = x.astype(dtype), y.astype(dtype)
-
-            def solve(xi, yi, dtype=dtype):
-                w0 = jnp.zeros(d, dtype)
-                tol = 1e-9 if dtype == jnp.float64 else 1e-6
-                return newton.minimize(logistic_loss, w0, xi, yi, num_steps=10, tol=tol)
-
-            variants = {
-                "`jit(vmap(minimize))`": jax.jit(jax.vmap(solve)),
-                "`jit(lax.map(minimize))`": jax.jit(
-                    lambda a, b, solve=solve: jax.lax.map(lambda ab: solve(*ab), (a, b))
-                ),
-            }
-            for label, fn in variants.items():
-                timing = time_fn(lambda fn=fn, xd=xd, yd=yd: fn(xd, yd), repeats=3)
-                result = fn(xd, yd)
-                diff = float(np.max(np.abs(np.asarray(result.params[:num_scipy]) - reference)))
-                worst = max(worst, diff)
-                per = timing.median / num_problems
-                rows.append(
-                    [
-                        f"gradjax {label}, {jnp.dtype(dtype).name}",
-                        per * 1e6,
-                        timing.compile,
-                        f"{float(jnp.mean(result.converged)):.0%}",
-                        int(jnp.max(result.num_steps)),
-                        f"{diff:.1e}",
-                        ratio(per_scipy, per),
-                    ]
-                )
+        timings, solutions = {}, {}
+        for label, solve in batched_solvers(d, tol).items():
+            fn = jax.jit(jax.vmap(solve))
+            timings[label] = time_fn(lambda fn=fn: fn(x, y), repeats=5)
+            solutions[label] = np.asarray(fn(x, y))
+        t_scipy = time_fn(lambda: scipy_newton_cg(x[:num_scipy], y[:num_scipy], d), repeats=1)
+        solutions["SciPy"] = scipy_newton_cg(x[:num_scipy], y[:num_scipy], d)
+        stats = jax.jit(
+            jax.vmap(lambda a, b: newton.minimize(logistic_loss, jnp.zeros(d), a, b, tol=tol))
+        )(x, y)
+    ours_label = next(iter(timings))
+    ours = timings[ours_label].median
+    reference = solutions[ours_label]
+    rows = []
+    for label, timing in timings.items():
+        diff = np.max(np.abs(solutions[label] - reference))
+        rows.append(
+            [
+                label,
+                ms(timing.median),
+                ms(timing.min),
+                timing.compile,
+                f"{diff:.1e}",
+                ratio(timing.median, ours),
+            ]
+        )
+    per_scipy = t_scipy.median / num_scipy * num_problems
+    diff = np.max(np.abs(solutions["SciPy"] - reference[:num_scipy]))
     rows.append(
         [
-            f"SciPy Newton-CG, Python loop over {num_scipy} problems, jitted callbacks, float64",
-            per_scipy * 1e6,
-            0.0,
-            "100%",
+            f"SciPy Newton-CG, Python loop (x{num_problems // num_scipy} from {num_scipy})",
+            ms(per_scipy),
             "-",
-            "0",
-            "1.00x",
+            0.0,
+            f"{diff:.1e}",
+            ratio(per_scipy, ours),
         ]
     )
+    status = np.bincount(np.asarray(stats.status), minlength=4)
+    counts = dict(zip([s.name for s in newton.Status], status.tolist(), strict=True))
     return Table(
         name="newton_batched",
-        title=f"{num_problems} L2-regularised logistic regressions (n={n}, d={d}), dense Newton",
+        title=f"{num_problems} L2-regularised logistic regressions (n={n}, d={d}, float64), "
+        "`jit(vmap(solver))`",
         columns=[
             "solver",
-            "µs / problem",
+            "ms (median)",
+            "ms (min)",
             "compile s",
-            "converged",
-            "max steps",
-            "max |w - w_SciPy|",
-            "speed-up vs SciPy",
+            "max |w - w_gradjax|",
+            "gradjax speed-up",
         ],
         rows=rows,
         notes=[
-            "Target: >= 100x faster, solutions within 1e-5 of SciPy's "
-            f"(worst here {worst:.1e}). gradjax stops at ‖g‖ <= 1e-9 in float64, 1e-6 in "
-            "float32 (float32 cannot resolve the weights to 1e-5 much better than this).",
-            "Under vmap, gradjax computes all 10 scan steps for every problem (a fixed-length, "
-            "differentiable loop; a batched lax.cond computes both branches), while SciPy stops "
-            "each problem as soon as it converges. Under a sequential lax.map the loop's "
-            "lax.cond really skips the steps after convergence.",
-            "On XLA:CPU the vmapped 16×16 Hessians become small batched matmuls (the Hessian "
-            "is ~80% of a step), so lax.map is the fast form on a CPU; on an accelerator the "
-            "vmapped form is.",
+            "Targets: >= 1.3x jaxopt LBFGS, >= 2.5x optimistix BFGS, within 1.3x of the plain "
+            "Newton (ratio >= 0.77). gradjax and the plain Newton stop at ‖g‖ <= 1e-8; jaxopt "
+            "at its gradient tol 1e-8, optimistix at rtol = atol = 1e-8.",
+            f"gradjax at the default num_steps=50: status counts {counts}, "
+            f"at most {int(np.max(stats.num_steps))} steps; the while loop ends when every "
+            "problem is done.",
         ],
-        data={"max_abs_diff": worst},
+        data={"status": status.tolist(), "max_steps": int(np.max(stats.num_steps))},
+    )
+
+
+def digits_binary():
+    """scikit-learn digits, "is it a 3?", standardised, split 1000 / 797."""
+    from gradjax.datasets import load_digits
+
+    images, labels = load_digits()
+    x = np.asarray(images, np.float64).reshape(len(labels), -1)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-3)
+    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    y = (np.asarray(labels) == 3).astype(np.float64)
+    return (x[:1000], y[:1000]), (x[1000:], y[1000:])
+
+
+def newton_hypergrad(quick: bool) -> Table:
+    outer_steps = 10 if quick else 40
+    with jax.enable_x64(True):
+        (xt, yt), (xv, yv) = (tuple(map(jnp.asarray, s)) for s in digits_binary())
+        d = xt.shape[1]
+
+        def validation(log_lam, solve):
+            w = solve(jnp.exp(log_lam))
+            return logistic_loss(w, xv, yv, 0.0)
+
+        solvers = {
+            "gradjax, implicit adjoint": lambda lam: (
+                newton.minimize(logistic_loss, jnp.zeros(d), xt, yt, lam, tol=1e-9).params
+            ),
+            "gradjax, unrolled (50 steps)": lambda lam: (
+                newton.minimize(
+                    logistic_loss, jnp.zeros(d), xt, yt, lam, tol=1e-9, adjoint="unrolled"
+                ).params
+            ),
+        }
+        try:
+            import optimistix as optx
+
+            solvers["optimistix BFGS, `ImplicitAdjoint`"] = lambda lam: (
+                optx.minimise(
+                    lambda w, a: logistic_loss(w, *a),
+                    optx.BFGS(rtol=1e-9, atol=1e-9),
+                    jnp.zeros(d),
+                    args=(xt, yt, lam),
+                    max_steps=1000,
+                    adjoint=optx.ImplicitAdjoint(),
+                    throw=False,
+                ).value
+            )
+        except ImportError:
+            pass
+        rows, curves = [], {}
+        for label, solve in solvers.items():
+            step = jax.jit(jax.value_and_grad(lambda t, solve=solve: validation(t, solve)))
+            memory = step.lower(0.0).compile().memory_analysis().temp_size_in_bytes
+            timing = time_fn(lambda step=step: step(jnp.float64(0.0)), repeats=5)
+            log_lam, losses = jnp.float64(0.0), []
+            optimizer = optax.adam(0.3)
+            state = optimizer.init(log_lam)
+            for _ in range(outer_steps):
+                loss, grad = step(log_lam)
+                losses.append(float(loss))
+                updates, state = optimizer.update(grad, state)
+                log_lam = optax.apply_updates(log_lam, updates)
+            curves[label] = losses
+            rows.append(
+                [
+                    label,
+                    ms(timing.median),
+                    timing.compile,
+                    memory / 2**20,
+                    float(jnp.exp(log_lam)),
+                    losses[-1],
+                ]
+            )
+    ours = rows[0][1]
+    for row in rows:
+        row.append(f"{row[1] / ours:.2f}x")
+    return Table(
+        name="newton_hypergrad",
+        title=f"Tuning the L2 strength of a logistic regression on digits by {outer_steps} "
+        "Adam steps on the validation loss",
+        columns=[
+            "solver",
+            "ms / hypergradient",
+            "compile s",
+            "temp MiB (compiled)",
+            "λ reached",
+            "validation loss",
+            "time vs implicit",
+        ],
+        rows=rows,
+        notes=[
+            "scikit-learn digits, 'is it a 3?', 64 standardised pixels + bias, 1000 train / "
+            "797 validation. One hypergradient = solve the inner problem, then d(validation "
+            "loss)/d log λ; the outer loop starts at λ = 1.",
+            "Memory is XLA's temporary allocation of the compiled `value_and_grad`.",
+        ],
+        data={"curves": curves},
     )
 
 
@@ -222,4 +364,8 @@ def newton_cg_large(quick: bool) -> Table:
     )
 
 
-BENCHMARKS = {"newton_batched": newton_batched, "newton_cg_large": newton_cg_large}
+BENCHMARKS = {
+    "newton_batched": newton_batched,
+    "newton_hypergrad": newton_hypergrad,
+    "newton_cg_large": newton_cg_large,
+}

@@ -41,3 +41,41 @@ def floating_tree(name: str, tree: PyTree, hint: str = "") -> PyTree:
                 f"{name} must be floating-point arrays{hint}, got a leaf of dtype {leaf.dtype}"
             )
     return tree
+
+
+def check_scalar(name: str, value: Any, *, low: float | None = None, strict: bool = False) -> Any:
+    """A real scalar option (Python, NumPy or JAX), ``>= low`` (``> low`` if ``strict``).
+
+    Concrete values are checked (NaN is rejected; a traced value is returned
+    unchecked: its outcome shows in the result). Returns the value unchanged.
+    """
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.number, np.ndarray, jax.Array)
+    ):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
+    dtype = jnp.result_type(value)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a real number, got dtype {dtype}")
+    if not is_concrete(value):
+        return value
+    number = float(value)
+    if low is not None and not (number > low if strict else number >= low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {number}")
+    if number != number:
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeStruct:
+    """``fun(*example_args)`` must return a real floating scalar; returns its shape/dtype."""
+    if not callable(fun):
+        raise TypeError(f"{name} must be callable, got {type(fun).__name__}")
+    out = jax.eval_shape(fun, *example_args)
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"{name} must return a scalar, got output of shape {shape}")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
+    return out

@@ -1,5 +1,6 @@
 """Newton, Newton-CG and gradient descent as minimisers of local quadratic models."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -231,28 +232,268 @@ def test_jit_equals_eager_and_does_not_retrace():
     assert not np.allclose(first.params, second.params)
 
 
-def test_gradient_through_minimize_matches_finite_differences():
-    """d/dλ of the ridge solution, through the unrolled Newton iterations."""
+# ---------------------------------------------------------------- saddles and status codes
+
+METHODS = ["newton", "newton_cg"]
+
+
+def saddle(p):
+    """x² + (y² − 1)²: a saddle at (0, 0), minima at (0, ±1)."""
+    return p[0] ** 2 + (p[1] ** 2 - 1) ** 2
+
+
+@pytest.mark.parametrize("method", [*METHODS, "gradient_descent"])
+@pytest.mark.parametrize("start", [(1.0, 0.0), (0.0, 0.0)])
+def test_a_saddle_is_left_even_from_a_zero_gradient(method, start):
+    options = {"learning_rate": 0.1, "num_steps": 400} if method == "gradient_descent" else {}
+    out = newton.minimize(saddle, jnp.array(start), method=method, **options)
+    assert int(out.status) == newton.Status.SUCCESS and bool(out.converged)
+    np.testing.assert_allclose(jnp.abs(out.params), [0.0, 1.0], atol=1e-5)
+    values = np.concatenate([[saddle(jnp.array(start))], out.values])
+    assert np.all(np.diff(values) <= 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_maximum_is_left_for_the_unit_sphere(method):
+    # (‖x‖² − 1)² has a maximum at 0 (g = 0, H = −4I) and its minima on the unit sphere.
+    out = newton.minimize(lambda x: (x @ x - 1) ** 2, jnp.zeros(3), method=method)
+    assert bool(out.converged)
+    np.testing.assert_allclose(jnp.linalg.norm(out.params), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_sqrt_example_returns_finite_params_not_nan(method):
+    # f decreases towards x = 1, where f' = −∞; beyond, NaN. Newton must not step into NaN.
+    f = lambda x: jnp.sum(jnp.sqrt(1 - x) - 2 * x)  # noqa: E731
+    out = newton.minimize(f, jnp.zeros(1), method=method)
+    assert int(out.status) in (newton.Status.NO_DESCENT, newton.Status.NONFINITE)
+    assert not bool(out.converged)
+    assert np.all(np.isfinite(out.params)) and float(out.params[0]) < 1
+    assert np.isfinite(float(out.value)) and float(out.value) < float(f(jnp.zeros(1)))
+
+
+@jax.custom_jvp
+def nan_gradient_past(x):
+    """(x − 2)², whose gradient is NaN for x > 1.2 while the value stays finite."""
+    return jnp.sum((x - 2.0) ** 2)
+
+
+@nan_gradient_past.defjvp
+def _nan_gradient_past_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    slope = jnp.where(x > 1.2, jnp.nan, 2 * (x - 2.0))
+    return nan_gradient_past(x), jnp.sum(slope * t)
+
+
+def test_nonfinite_gradient_stops_with_the_last_finite_iterate():
+    # From 0 the Newton step to 2 has a NaN gradient; backtracking accepts x = 1 (finite);
+    # from 1 the accepted x = 1.5 has a NaN gradient again: stop there and return x = 1.
+    out = newton.minimize(nan_gradient_past, jnp.zeros(1))
+    assert int(out.status) == newton.Status.NONFINITE
+    np.testing.assert_allclose(out.params, [1.0])
+    np.testing.assert_allclose(out.value, 1.0)
+    assert int(out.num_steps) == 2
+
+
+def test_nonfinite_start_and_max_steps():
+    f = lambda x: jnp.sum(x**2) + jnp.log(x[0] - 10.0)  # noqa: E731  NaN at the start
+    out = newton.minimize(f, jnp.ones(2), num_steps=3)
+    assert int(out.status) == newton.Status.NONFINITE and int(out.num_steps) == 0
+    np.testing.assert_array_equal(out.params, jnp.ones(2))
+    rosen = lambda p: (1 - p[0]) ** 2 + 100 * (p[1] - p[0] ** 2) ** 2  # noqa: E731
+    out = newton.minimize(rosen, jnp.array([-1.2, 1.0]), num_steps=3)
+    assert int(out.status) == newton.Status.MAX_STEPS and not bool(out.converged)
+    assert int(out.num_steps) == 3
+
+
+def test_status_is_an_int_enum_and_converged_is_success():
+    assert [s.name for s in newton.Status] == ["SUCCESS", "MAX_STEPS", "NONFINITE", "NO_DESCENT"]
+    out = newton.minimize(saddle, jnp.array([1.0, 0.0]))
+    assert out.status.dtype == jnp.int32 and bool(out.converged) == (out.status == 0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_params_are_solved_in_float32(dtype):
+    a = spd(jax.random.key(8), 3, jnp.float32)
+    f = quadratic(a, jnp.ones(3))
+    out = newton.minimize(f, jnp.zeros(3, dtype))
+    assert out.params.dtype == dtype and bool(out.converged)
+    np.testing.assert_allclose(
+        np.asarray(out.params, np.float32), jnp.linalg.solve(a, jnp.ones(3)), rtol=1e-2
+    )
+
+
+def test_tight_tolerance_is_reached_below_the_armijo_floor():
+    # An Armijo test on f resolves ‖g‖ only down to ~√(ε|f|/λ) ≈ 1e-8 here; the
+    # gradient-norm acceptance near the solution reaches 1e-12.
     with jax.enable_x64(True):
-        a = jax.random.normal(jax.random.key(6), (20, 3))
-        b = jax.random.normal(jax.random.key(7), (20,))
+        x, y = logistic_problem(jax.random.key(9), n=192, d=12)
+        out = newton.minimize(logistic_loss, jnp.zeros(12), x, y, tol=1e-12)
+        assert bool(out.converged) and float(out.grad_norms[int(out.num_steps) - 1]) <= 1e-12
 
-        def ridge(w, lam):
-            return jnp.sum((a @ w - b) ** 2) + lam * jnp.sum(w**2)
 
-        @jax.jit
-        def outcome(lam):
-            return jnp.sum(newton.minimize(ridge, jnp.zeros(3), lam, num_steps=3).params ** 2)
+# ---------------------------------------------------------------- early exit
 
-        lam, h = 0.7, 1e-5
-        fd = (outcome(lam + h) - outcome(lam - h)) / (2 * h)
-        grad = jax.jit(jax.grad(outcome))(lam)
-        np.testing.assert_allclose(grad, fd, rtol=1e-6)
-        # and against the closed form w(λ) = (AᵀA + λI)⁻¹Aᵀb
-        closed = lambda lam: jnp.sum(  # noqa: E731
-            jnp.linalg.solve(a.T @ a + lam * jnp.eye(3), a.T @ b) ** 2
+
+def test_a_vmapped_batch_stops_when_every_problem_is_done():
+    """The loop body runs as many times at num_steps=20 as at 400 (counted on the host)."""
+    xs, ys = batched_problems(4)
+
+    def evaluations(num_steps):
+        calls = []
+
+        def loss(w, x, y):
+            jax.debug.callback(lambda: calls.append(1))
+            return logistic_loss(w, x, y)
+
+        solve = jax.vmap(
+            lambda x, y: newton.minimize(loss, jnp.zeros(4), x, y, num_steps=num_steps)
         )
-        np.testing.assert_allclose(grad, jax.grad(closed)(lam), rtol=1e-8)
+        out = jax.block_until_ready(jax.jit(solve)(xs, ys))
+        return len(calls), out
+
+    calls_20, out_20 = evaluations(20)
+    calls_400, out_400 = evaluations(400)
+    assert calls_20 == calls_400
+    assert np.all(np.asarray(out_20.status) == newton.Status.SUCCESS)
+    chex.assert_trees_all_close(out_20.params, out_400.params)
+    assert out_400.values.shape == (4, 400)
+    steps = int(np.max(out_400.num_steps))
+    flat = np.broadcast_to(out_400.values[:, steps - 1 : steps], (4, 400 - steps))
+    np.testing.assert_array_equal(out_400.values[:, steps:], flat)
+
+
+# ---------------------------------------------------------------- implicit gradients
+
+
+def ridge_problem():
+    a = jax.random.normal(jax.random.key(6), (30, 4), jnp.float64)
+    b = jax.random.normal(jax.random.key(7), (30,), jnp.float64)
+
+    def ridge(w, lam):  # ½‖Aw − b‖²/n + ½λ‖w‖²: w* = (AᵀA/n + λI)⁻¹Aᵀb/n
+        return 0.5 * jnp.mean((a @ w - b) ** 2) + 0.5 * lam * w @ w
+
+    return a, b, ridge
+
+
+@pytest.mark.parametrize(
+    "method, adjoint",
+    [
+        ("newton", "implicit"),
+        ("newton_cg", "implicit"),
+        ("newton_cg", "unrolled"),  # through the scan form of CG
+        ("gradient_descent", "implicit"),
+    ],
+)
+def test_ridge_solution_derivative_matches_the_closed_form(method, adjoint):
+    with jax.enable_x64(True):
+        a, b, ridge = ridge_problem()
+        options = {"learning_rate": 1.0} if method == "gradient_descent" else {}
+
+        def solution(lam):
+            out = newton.minimize(
+                ridge,
+                jnp.zeros(4),
+                lam,
+                method=method,
+                adjoint=adjoint,
+                tol=1e-12,
+                num_steps=300,
+                **options,
+            )
+            return out.params, out.params
+
+        lam = 0.3
+        gram = a.T @ a / 30 + lam * jnp.eye(4)
+        w = jnp.linalg.solve(gram, a.T @ b / 30)
+        jacobian, params = jax.jit(jax.jacrev(solution, has_aux=True))(lam)
+        np.testing.assert_allclose(params, w, rtol=1e-9)
+        np.testing.assert_allclose(jacobian, -jnp.linalg.solve(gram, w), rtol=1e-7)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hypergradient_matches_central_differences_and_the_unrolled_one(method):
+    """d/dλ of a validation loss at the L2-regularised logistic solution (float64)."""
+    with jax.enable_x64(True):
+        x, y = logistic_problem(jax.random.key(10), n=96, d=6)
+        xv, yv = logistic_problem(jax.random.key(11), n=64, d=6)
+
+        def validation(log_lam, adjoint):
+            out = newton.minimize(
+                logistic_loss,
+                jnp.zeros(6),
+                x,
+                y,
+                jnp.exp(log_lam),
+                method=method,
+                tol=1e-11,
+                adjoint=adjoint,
+            )
+            return logistic_loss(out.params, xv, yv, 0.0)
+
+        implicit = jax.jit(jax.value_and_grad(lambda t: validation(t, "implicit")))
+        h = 1e-4
+        fd = (implicit(-1.0 + h)[0] - implicit(-1.0 - h)[0]) / (2 * h)
+        _, grad = implicit(-1.0)
+        np.testing.assert_allclose(grad, fd, rtol=1e-6)
+        unrolled = jax.jit(jax.grad(lambda t: validation(t, "unrolled")))(-1.0)
+        np.testing.assert_allclose(grad, unrolled, rtol=1e-8)
+
+
+def test_gradients_flow_to_closed_over_values_and_not_to_the_start():
+    with jax.enable_x64(True):
+        a, b, ridge = ridge_problem()
+
+        def solution_norm(lam, w0):
+            out = newton.minimize(lambda w: ridge(w, lam), w0, tol=1e-12)
+            return jnp.sum(out.params**2)
+
+        def closed_form(lam):
+            return jnp.sum(jnp.linalg.solve(a.T @ a / 30 + lam * jnp.eye(4), a.T @ b / 30) ** 2)
+
+        d_lam, d_w0 = jax.grad(solution_norm, argnums=(0, 1))(0.5, jnp.ones(4))
+        np.testing.assert_allclose(d_lam, jax.grad(closed_form)(0.5), rtol=1e-8)
+        np.testing.assert_array_equal(d_w0, jnp.zeros(4))
+
+
+def test_value_gradient_is_the_envelope_theorem():
+    # d/dλ min_w f(w, λ) = ∂f/∂λ at w*: here ½‖w*‖².
+    with jax.enable_x64(True):
+        _, _, ridge = ridge_problem()
+        value = lambda lam: newton.minimize(ridge, jnp.zeros(4), lam, tol=1e-12).value  # noqa: E731
+        w = newton.minimize(ridge, jnp.zeros(4), 0.4, tol=1e-12).params
+        np.testing.assert_allclose(jax.grad(value)(0.4), 0.5 * w @ w, rtol=1e-9)
+
+
+def implicit_gradient_memory(num_steps, adjoint):
+    def outer(lam, x, y):
+        out = newton.minimize(
+            logistic_loss,
+            jnp.zeros(x.shape[1]),
+            x,
+            y,
+            lam,
+            num_steps=num_steps,
+            tol=0.0,
+            adjoint=adjoint,
+        )
+        return jnp.sum(out.params)
+
+    x, y = logistic_problem(jax.random.key(12), n=64, d=40)
+    compiled = jax.jit(jax.grad(outer)).lower(0.1, x, y).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_implicit_gradient_memory_does_not_grow_with_num_steps():
+    # tol=0 runs every step. The unrolled adjoint stores per-step residuals (each step
+    # keeps at least a 40×40 Hessian factor); the implicit one only the solution, so
+    # its temporaries differ only by the (num_steps,) traces.
+    implicit_20 = implicit_gradient_memory(20, "implicit")
+    implicit_400 = implicit_gradient_memory(400, "implicit")
+    assert implicit_400 - implicit_20 <= 16 * 380 * 4 + 4096
+    unrolled_20 = implicit_gradient_memory(20, "unrolled")
+    unrolled_400 = implicit_gradient_memory(400, "unrolled")
+    assert unrolled_400 - unrolled_20 >= 380 * 40 * 40 * 4
 
 
 # ---------------------------------------------------------------- bad input
@@ -269,6 +510,22 @@ def test_gradient_through_minimize_matches_finite_differences():
         (lambda: newton.minimize(jnp.sum, jnp.ones(2), method="bfgs"), ValueError, "method"),
         (lambda: newton.newton_step(jnp.sum, jnp.ones(2), damping=-1.0), ValueError, "damping"),
         (lambda: newton.minimize(jnp.sum, jnp.ones(2), tol=-1.0), ValueError, "tol"),
+        (lambda: newton.minimize(jnp.sum, jnp.ones(2), tol=np.float32(-1)), ValueError, "tol"),
+        (lambda: newton.minimize(jnp.sum, jnp.ones(2), tol="small"), TypeError, "tol"),
+        (lambda: newton.minimize(jnp.sum, jnp.ones(2), adjoint="forward"), ValueError, "adjoint"),
+        (
+            lambda: newton.newton_step(jnp.sum, jnp.ones(2), damping=jnp.array(-2.0)),
+            ValueError,
+            "damping",
+        ),
+        (
+            lambda: newton.gradient_descent_step(
+                jnp.sum, jnp.ones(2), learning_rate=np.float32(-1)
+            ),
+            ValueError,
+            "learning_rate",
+        ),
+        (lambda: newton.minimize(jnp.sum, jnp.ones(2, jnp.complex64)), TypeError, "params"),
         (lambda: newton.minimize(jnp.sum, jnp.ones(2), num_steps=-1), ValueError, "num_steps"),
         (
             lambda: newton.minimize(jnp.sum, jnp.ones(2), method="gradient_descent"),
