@@ -37,6 +37,8 @@ PACKAGES = (
     "faiss-cpu",
     "torch",
     "captum",
+    "optimistix",
+    "jaxopt",
 )
 
 
