@@ -53,6 +53,7 @@ References:
 from ._fgm import adversarial_loss, fgm_perturbation
 from ._noise import noisy_loss
 from ._penalties import gradient_penalty, jacobian_penalty
+from ._pgd import pgd_perturbation, trades_loss
 from ._vat import vat_direction, vat_loss
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
     "gradient_penalty",
     "jacobian_penalty",
     "noisy_loss",
+    "pgd_perturbation",
+    "trades_loss",
     "vat_direction",
     "vat_loss",
 ]

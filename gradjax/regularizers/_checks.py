@@ -9,13 +9,19 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import floating_tree
+from gradjax._checks import floating_tree, is_concrete
 
 PyTree = Any
 
 
 def _as_inputs(x: PyTree) -> PyTree:
-    return floating_tree("x", x, " (perturb embeddings, not token ids)")
+    """x as a pytree of floating jax arrays; concrete leaves must be finite."""
+    x = floating_tree("x", x, " (perturb embeddings, not token ids)")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(x):
+        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+            where = jax.tree_util.keystr(path, simple=True, separator="/") or "x"
+            raise ValueError(f"x must be finite, got NaN or Inf in {where}")
+    return x
 
 
 def _check_callable(name: str, fn: Any) -> None:

@@ -21,13 +21,13 @@ def _sum_squares(v: PyTree) -> jax.Array:
 
 
 def _normalize(v: PyTree) -> tuple[PyTree, jax.Array]:
-    """``(v / ‖v‖, ‖v‖ > 0)``, exact for tiny vectors, zeros (not NaN) for v = 0.
+    """``(v / ‖v‖, ‖v‖ ≠ 0)``, exact for tiny vectors, zeros for v = 0, NaN for a NaN v.
 
     Dividing by the largest |vᵢ| first keeps ‖v‖² from underflowing, so no additive
     epsilon is needed; the double ``where`` keeps the gradient finite at v = 0.
     """
     scale = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree.leaves(v)]))
-    nonzero = scale > 0
+    nonzero = scale != 0  # True for NaN, which then propagates instead of becoming zero
     safe_scale = jnp.where(nonzero, scale, jnp.ones_like(scale))
     scaled = jax.tree.map(lambda a: a / safe_scale.astype(a.dtype), v)
     norm = jnp.sqrt(_sum_squares(scaled))  # >= 1 wherever v != 0
