@@ -237,6 +237,13 @@ def test_traced_epsilon_and_step_size_are_accepted_under_jit():
         )
 
     np.testing.assert_allclose(f(0.2, 0.1), [0.2, -0.2])
+    # Data closed over (concrete inside jit: the bounds check runs) or passed in: the same.
+    x = jnp.array([0.5, 0.95])
+
+    def trades(z):
+        return reg.trades_loss(jax.random.key(1), lambda u: w * u, z, epsilon=0.1, bounds=(0, 1))
+
+    np.testing.assert_allclose(jax.jit(lambda: trades(x))(), jax.jit(trades)(x), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradjax._checks import floating_tree, is_concrete
 
@@ -18,7 +19,7 @@ def _as_inputs(x: PyTree) -> PyTree:
     """x as a pytree of floating jax arrays; concrete leaves must be finite."""
     x = floating_tree("x", x, " (perturb embeddings, not token ids)")
     for path, leaf in jax.tree_util.tree_leaves_with_path(x):
-        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+        if is_concrete(leaf) and not np.isfinite(np.asarray(leaf, np.float64)).all():
             where = jax.tree_util.keystr(path, simple=True, separator="/") or "x"
             raise ValueError(f"x must be finite, got NaN or Inf in {where}")
     return x

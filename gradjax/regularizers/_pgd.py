@@ -55,7 +55,8 @@ def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
         raise ValueError(f"bounds must have lo <= hi, got lo={lo}, hi={hi}")
     for leaf in jax.tree.leaves(x):
         if is_concrete(leaf) and is_concrete(lo) and is_concrete(hi):
-            if not bool(jnp.all((leaf >= lo) & (leaf <= hi))):
+            a, low, high = (np.asarray(v, np.float64) for v in (leaf, lo, hi))
+            if not np.all((a >= low) & (a <= high)):
                 raise ValueError("x must lie within bounds (lo <= x <= hi) before it is perturbed")
     return lo, hi
 
