@@ -141,6 +141,16 @@ def _summary(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}%"
 
 
+def _effect(accs: list[float], base: list[float]) -> tuple[str, str]:
+    """Δ of the means ± the std of Δ, in points, and whether |Δ| exceeds that std."""
+    delta = 100 * (statistics.mean(accs) - statistics.mean(base))
+    if len(accs) < 2 or accs is base:
+        return f"{delta:+.2f} pts", "-" if accs is base else "one seed: not measured"
+    spread = 100 * (statistics.variance(accs) + statistics.variance(base)) ** 0.5
+    verdict = "no measurable effect" if abs(delta) <= spread else ("gain" if delta > 0 else "loss")
+    return f"{delta:+.2f} ± {spread:.2f} pts", verdict
+
+
 def reg_accuracy(quick: bool) -> Table:
     seeds = (0,) if quick else (0, 1, 2)
     digits_steps, text_steps = (200, 150) if quick else (1000, 1200)
@@ -167,14 +177,15 @@ def reg_accuracy(quick: bool) -> Table:
     rows = []
     for (task, method), accs in results.items():
         base = results[task, "supervised only" if task.startswith("digits") else "baseline"]
-        delta = 100 * (statistics.mean(accs) - statistics.mean(base))
-        rows.append([task, method, _summary(accs), f"{delta:+.2f} pts"])
+        rows.append([task, method, _summary(accs), *_effect(accs, base)])
     return Table(
         "reg_accuracy",
         f"test accuracy with and without each regulariser (mean ± std over {len(seeds)} seeds)",
-        ["task", "training", "test accuracy", "Δ vs baseline"],
+        ["task", "training", "test accuracy", "Δ vs baseline (± std of Δ)", "effect"],
         rows,
         notes=[
+            "Δ is the difference of the means; its std is √(s₁² + s₂²) from the two rows' "
+            "stds. A |Δ| within one std of Δ is no measurable effect.",
             "Fixed splits; the seed changes only the initialisation and minibatch order. The "
             "supervised-only digits run is full-batch on its 100 labels, so there the seed "
             "changes only the initialisation, and different weights can reach the same test "
