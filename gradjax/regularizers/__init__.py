@@ -1,4 +1,4 @@
-"""Regularisers that make a loss flat around the data: noise, gradient penalties, FGM, VAT.
+"""Regularisers that make a loss flat around the data: noise, penalties, FGM, VAT, PGD, TRADES.
 
 All four come from one expansion. Averaging the loss over input noise ε with iid
 components of variance σ² adds, to second order, a curvature term,
@@ -17,6 +17,14 @@ vanish at ε = 0, that term is ½σ² Σᵢ λᵢ ‖∇ₓfᵢ‖² (λᵢ = 2 
 * :func:`vat_direction` / :func:`vat_loss` move x along the top eigenvector of the
   Hessian of KL(f(x) ‖ f(x + ·)), found by power iteration with finite-difference
   Hessian-vector products; it needs no label (virtual adversarial training).
+
+Beyond first order, robust training solves the inner maximum itself:
+
+* :func:`pgd_perturbation` is projected gradient ascent on any loss inside the L∞ or L2
+  ε-ball, from a random start, with ``bounds`` keeping x + δ a valid input (PGD; one
+  step of size ε from 0 is FGSM, or FGM for L2);
+* :func:`trades_loss` is TRADES' robustness term, the KL between the clean and the
+  perturbed prediction at the δ that PGD finds for it.
 
 ``x`` is one example (an array, or a pytree of floating arrays); batch with
 ``jax.vmap`` and average. Passing a whole batch (for instance the embeddings of a
@@ -47,7 +55,8 @@ References:
   FGM to gradient penalties" (kexue.fm/archives/7234). Bishop, "Training with noise
   is equivalent to Tikhonov regularization", Neural Computation 1995. Goodfellow,
   Shlens & Szegedy, ICLR 2015; Miyato, Dai & Goodfellow, ICLR 2017 (FGM on
-  embeddings); Miyato, Maeda, Koyama & Ishii, TPAMI 2018 (VAT).
+  embeddings); Miyato, Maeda, Koyama & Ishii, TPAMI 2018 (VAT); Madry et al., ICLR 2018
+  (PGD); Zhang et al., ICML 2019 (TRADES).
 """
 
 from ._fgm import adversarial_loss, fgm_perturbation

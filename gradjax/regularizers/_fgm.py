@@ -38,7 +38,11 @@ def fgm_perturbation(
       The perturbation, same structure, shapes and dtypes as x, of norm ε (or zero).
 
     Example:
-      >>> delta = fgm_perturbation(lambda e: loss(params, e, y), emb, epsilon=0.5)
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> w = jnp.array([3.0, 4.0])
+      >>> regularizers.fgm_perturbation(lambda x: w @ x, jnp.zeros(2), epsilon=0.5)
+      Array([0.3, 0.4], dtype=float32)
     """
     x = _as_inputs(x)
     _check_scalar_output("loss_fn", loss_fn, x)
@@ -76,8 +80,11 @@ def adversarial_loss(
       A scalar.
 
     Example:
-      >>> loss = adversarial_loss(lambda e: xent(classify(params, e, m), y), emb,
-      ...                         epsilon=0.5, mask=m)
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> w = jnp.array([3.0, 4.0])  # linear loss: l(x) + ε‖w‖ = 0 + 0.5 · 5
+      >>> regularizers.adversarial_loss(lambda x: w @ x, jnp.zeros(2), epsilon=0.5)
+      Array(2.5, dtype=float32)
     """
     x = _as_inputs(x)
     _check_scalar_output("loss_fn", loss_fn, x)

@@ -41,7 +41,13 @@ def noisy_loss(
       The averaged loss, a scalar.
 
     Example:
-      >>> loss = noisy_loss(key, lambda x: xent(model(params, x), y), x, sigma=0.1)
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> loss = regularizers.noisy_loss(  # E‖x + σε‖² = ‖x‖² + 3σ² = 3.03
+      ...     jax.random.key(0), lambda x: jnp.sum(x**2), jnp.ones(3), sigma=0.1,
+      ...     num_samples=100_000)
+      >>> round(float(loss), 2)
+      3.03
     """
     x = _as_inputs(x)
     _check_scalar_output("loss_fn", loss_fn, x)

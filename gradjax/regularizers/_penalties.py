@@ -28,7 +28,10 @@ def gradient_penalty(fn: Callable[[PyTree], jax.Array], x: PyTree) -> jax.Array:
       A scalar, the global squared L2 norm of the gradient.
 
     Example:
-      >>> loss = base + 0.5 * gradient_penalty(lambda e: base_loss(params, e), emb)
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> regularizers.gradient_penalty(lambda x: jnp.sum(x**2), jnp.array([1.0, 2.0]))
+      Array(20., dtype=float32)
     """
     x = _as_inputs(x)
     _check_scalar_output("fn", fn, x)
@@ -54,7 +57,11 @@ def jacobian_penalty(
       A scalar.
 
     Example:
-      >>> penalty = jacobian_penalty(lambda x: model.apply(params, x), x)
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> w = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+      >>> regularizers.jacobian_penalty(lambda x: w @ x, jnp.zeros(2))  # ‖W‖²_F
+      Array(30., dtype=float32)
     """
     x = _as_inputs(x)
     out = _check_array_output("fn", fn, x)

@@ -79,7 +79,12 @@ def vat_direction(
       A unit vector (global L2 norm 1, zero where masked), structured like x.
 
     Example:
-      >>> d = vat_direction(key, lambda x: model.apply(params, x), x, xi=1e-2)
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> w = jnp.array([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]])
+      >>> d = regularizers.vat_direction(jax.random.key(0), lambda x: w @ x, jnp.ones(3), xi=1e-2)
+      >>> round(float(jnp.linalg.norm(d)), 6)
+      1.0
     """
     x = _as_inputs(x)
     num_power_iters = _check_vat(logits_fn, x, xi, num_power_iters)
@@ -117,7 +122,13 @@ def vat_loss(
       A non-negative scalar.
 
     Example:
-      >>> loss = jnp.mean(jax.vmap(lambda k, x: vat_loss(k, f, x, epsilon=1.0))(keys, xs))
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax import regularizers
+      >>> w = jnp.array([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]])
+      >>> xs, keys = jnp.ones((4, 3)), jax.random.split(jax.random.key(0), 4)
+      >>> losses = jax.vmap(lambda k, x: regularizers.vat_loss(k, lambda z: w @ z, x))(keys, xs)
+      >>> losses.shape, bool(jnp.all(losses >= 0))
+      ((4,), True)
     """
     x = _as_inputs(x)
     num_power_iters = _check_vat(logits_fn, x, xi, num_power_iters)
