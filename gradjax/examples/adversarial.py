@@ -198,6 +198,19 @@ def plot_examples(axes, rows: dict[str, tuple[np.ndarray, np.ndarray]], labels) 
         row[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
 
 
+def figure(epsilons, curves: dict, params_by_method: dict, data: Digits, key, *, size=(12, 4.8)):
+    """Accuracy vs ε on the left, test digits and their PGD-20 versions on the right."""
+    import matplotlib.pyplot as plt
+
+    rows, labels = adversarial_examples(params_by_method, data, key)
+    fig = plt.figure(figsize=size)
+    grid = fig.add_gridspec(len(rows), 10, width_ratios=[7, 1.2] + [1] * 8, wspace=0.1)
+    plot_accuracy_vs_epsilon(fig.add_subplot(grid[:, 0]), epsilons, curves)
+    axes = [[fig.add_subplot(grid[r, 2 + c]) for c in range(8)] for r in range(len(rows))]
+    plot_examples(axes, rows, labels)
+    return fig
+
+
 def adversarial_examples(params_by_method: dict, data: Digits, key, *, num: int = 8):
     """Test digits and their PGD-20 versions against each model, with the predictions.
 

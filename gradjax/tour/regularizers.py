@@ -141,12 +141,7 @@ def _adversarial(sec, report) -> None:
             for m, s in scores.items()
         ],
     )
-    rows, labels = adv.adversarial_examples(params, data, key)
-    fig = plt.figure(figsize=(11, 4.2))
-    grid = fig.add_gridspec(len(rows), 10, width_ratios=[7, 1.2] + [1] * 8, wspace=0.1)
-    adv.plot_accuracy_vs_epsilon(fig.add_subplot(grid[:, 0]), ADV_EPSILONS, curves)
-    axes = [[fig.add_subplot(grid[r, 2 + c]) for c in range(8)] for r in range(len(rows))]
-    adv.plot_examples(axes, rows, labels)
+    fig = adv.figure(ADV_EPSILONS, curves, params, data, key, size=(11, 4.2))
     sec.figure(
         fig,
         "adversarial",
