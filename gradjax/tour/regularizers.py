@@ -12,7 +12,7 @@ from gradjax.models import MLP
 
 SIGMAS = (0.003, 0.01, 0.03, 0.1, 0.3)
 DIGITS_STEPS, TEXT_STEPS = 400, 250
-ADV_STEPS, ADV_EPSILONS = 300, (0.0, 0.05, 0.1, 0.2)  # the short adversarial run
+ADV_STEPS, ADV_EPSILONS = 200, (0.0, 0.05, 0.1, 0.2)  # the short adversarial run
 LABELS = {
     "baseline": "baseline",
     "fgm": "FGM ε=0.5 (per minibatch)",
