@@ -113,8 +113,8 @@ def run(report) -> None:
         report.add_summary(
             name,
             f"test accuracy {base:.1%} → {text_acc[method]:.1%} (1 seed, {TEXT_STEPS} steps); "
-            "over 3 seeds at full length: no measurable effect (within one std of the "
-            "baseline, benchmark reg_accuracy)",
+            "over 3 seeds at full length: no measurable effect (the gain is within one std "
+            "of the difference; benchmark reg_accuracy)",
             "baseline CharCNN, same split and steps",
         )
     _adversarial(report.section("Adversarial training: PGD and TRADES (short run)"), report)
