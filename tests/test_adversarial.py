@@ -177,6 +177,25 @@ def test_trades_reaches_a_corner_of_the_ball_on_a_two_class_linear_model():
         trades = reg.trades_loss(jax.random.key(seed), lambda z: w @ z, x, epsilon=eps)
         assert min(abs(trades - c) / c for c in corner_kl) < 1e-5
 
+    # The gradient w.r.t. the weights flows through the perturbed branch only (p and δ are
+    # constants): it is ∇_W KL(p ‖ softmax(W(x + δ))) at the corner δ that was reached.
+    def trades_of(v):
+        return reg.trades_loss(jax.random.key(0), lambda z: v @ z, x, epsilon=eps)
+
+    sign = 1 if abs(trades_of(w) - corner_kl[0]) < abs(trades_of(w) - corner_kl[1]) else -1
+    expected = jax.grad(lambda v: _kl_from_logits(p, v @ (x + sign * corner)))(w)
+    np.testing.assert_allclose(jax.grad(trades_of)(w), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_pgd_perturbation_is_a_constant_for_differentiation():
+    theta, x = normal(23, (3, 6)), normal(24, (6,))
+
+    def attacked_sum(t):
+        loss = xent(lambda z: t @ z)
+        return jnp.sum(reg.pgd_perturbation(jax.random.key(0), loss, x, epsilon=0.1, norm="l2"))
+
+    np.testing.assert_array_equal(jax.grad(attacked_sum)(theta), jnp.zeros((3, 6)))
+
 
 # ----------------------------------------------------------------------------- transforms
 
