@@ -110,8 +110,7 @@ def train(seed: int, data: Digits, method: str, *, steps: int = 2000, progress: 
 def attack(params, x, y, key, *, epsilon, num_steps, restarts=1, random_start=True):
     """The worst of ``restarts`` L∞ PGD runs (step ε/4) per image, inside [0, 1].
 
-    Each image keeps the first restart that fools the model (the last one if none does);
-    ``num_steps=1, random_start=False`` with step ε/4 is not FGSM: use :func:`fgsm`.
+    Each image keeps the first restart that fools the model (the last one if none does).
     """
 
     def one(carry, k):
