@@ -424,7 +424,7 @@ def pgd_attack(quick: bool) -> Table:
             f"{gflop / best['torchattacks']:.0f} GFLOP/s. torch.profiler counts 87 aten ops "
             "per torchattacks step (6 matrix products; the rest elementwise ops, views and "
             "autograd bookkeeping), each dispatched on its own; XLA compiles the 20 steps into "
-            "one loop and fuses the elementwise work into the products' epilogues.",
+            "one loop and fuses the elementwise ops between the products.",
         ],
         data={
             "median_s": median,
