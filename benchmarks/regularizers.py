@@ -136,10 +136,13 @@ def reg_overhead(quick: bool) -> Table:
     )
 
 
-def _summary(values: list[float]) -> str:
+def _summary(values: list[float], digits: int = 2) -> str:
+    """Accuracies as ``mean ± std%`` (sample std over seeds), or one value."""
     if len(values) == 1:
-        return f"{100 * values[0]:.2f}%"
-    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}%"
+        return f"{100 * values[0]:.{digits}f}%"
+    return (
+        f"{100 * statistics.mean(values):.{digits}f} ± {100 * statistics.stdev(values):.{digits}f}%"
+    )
 
 
 def _effect(accs: list[float], base: list[float]) -> tuple[str, str]:
@@ -214,13 +217,6 @@ def reg_accuracy(quick: bool) -> Table:
 EPSILONS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 
 
-def _mean_std(values: list[float]) -> str:
-    values = [100 * v for v in values]
-    if len(values) == 1:
-        return f"{values[0]:.1f}%"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}%"
-
-
 def adv_accuracy(quick: bool) -> Table:
     seeds, steps, long_steps, restarts = ((0,), 400, 20, 2) if quick else ((0, 1, 2), 2000, 100, 5)
     data = adv.digits()
@@ -239,7 +235,7 @@ def adv_accuracy(quick: bool) -> Table:
                 seed0[method] = params
     columns = ("clean", "fgsm", "pgd20", "pgd_long")
     rows = [
-        [adv.LABELS[m]] + [_mean_std([r[c] for r in results[m]]) for c in columns]
+        [adv.LABELS[m]] + [_summary([r[c] for r in results[m]], 1) for c in columns]
         for m in adv.METHODS
     ]
     _adversarial_figure(curves, seed0, data)
