@@ -25,6 +25,8 @@ test: lint
 
 bench: $(PY)
 	$(PIP) -e ".[bench]"
+	# Without its dependencies: torchattacks' torchvision would replace the pinned CPU torch.
+	$(PY) -m pip install --no-deps torchattacks
 	$(PY) -m benchmarks
 
 docs: $(PY)

@@ -37,6 +37,7 @@ PACKAGES = (
     "faiss-cpu",
     "torch",
     "captum",
+    "torchattacks",
     "optimistix",
     "jaxopt",
 )
