@@ -41,3 +41,53 @@ def floating_tree(name: str, tree: PyTree, hint: str = "") -> PyTree:
                 f"{name} must be floating-point arrays{hint}, got a leaf of dtype {leaf.dtype}"
             )
     return tree
+
+
+def check_key(name: str, key: Any) -> jax.Array:
+    """A PRNG key: a typed key array of shape () or a legacy ``uint32`` array of shape (2,)."""
+    if not isinstance(key, jax.Array):
+        raise TypeError(
+            f"{name} must be a PRNG key (jax.random.key(seed)), got {type(key).__name__}"
+        )
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(
+                f"{name} must be a single PRNG key, got key array of shape {key.shape}"
+            )
+    elif key.dtype != jnp.uint32 or key.shape != (2,):
+        raise TypeError(
+            f"{name} must be a PRNG key (jax.random.key(seed)), got {key.dtype} array of "
+            f"shape {key.shape}"
+        )
+    return key
+
+
+def check_scalar(name: str, value: Any, low: float, *, strict: bool = False) -> Any:
+    """A real scalar ``>= low`` (``> low`` if ``strict``): Python and NumPy numbers and 0-d
+    arrays; concrete values must be finite and in range, traced ones pass unchecked."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got bool {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        value = float(value)
+    elif isinstance(value, (jax.Array, np.ndarray)) and value.shape == ():
+        if not jnp.issubdtype(value.dtype, jnp.integer) and not jnp.issubdtype(
+            value.dtype, jnp.floating
+        ):
+            raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
+        if not is_concrete(value):
+            return value
+    else:
+        shape = getattr(value, "shape", None)
+        what = f"shape {shape}" if shape is not None else type(value).__name__
+        raise TypeError(f"{name} must be a real scalar, got {what}")
+    number = float(value)
+    if not np.isfinite(number) or number < low or (strict and number == low):
+        raise ValueError(f"{name} must be finite and {'>' if strict else '>='} {low}, got {number}")
+    return value
+
+
+def check_finite_tree(name: str, tree: PyTree) -> None:
+    """NaN or Inf in a concrete leaf is a ValueError; traced leaves are left to the result."""
+    for leaf in jax.tree.leaves(tree):
+        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+            raise ValueError(f"{name} must be finite, got NaN or Inf entries")
