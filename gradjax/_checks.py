@@ -89,5 +89,5 @@ def check_scalar(name: str, value: Any, low: float, *, strict: bool = False) -> 
 def check_finite_tree(name: str, tree: PyTree) -> None:
     """NaN or Inf in a concrete leaf is a ValueError; traced leaves are left to the result."""
     for leaf in jax.tree.leaves(tree):
-        if is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
             raise ValueError(f"{name} must be finite, got NaN or Inf entries")
