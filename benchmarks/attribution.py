@@ -256,14 +256,13 @@ def ig_cnn(quick: bool) -> Table:
 
 def ig_sentiment(quick: bool) -> Table:
     """The tour's attribution section: sentence rows in markdown, the figures as PNGs."""
-    del quick  # the tour's size: 600 training steps, 10 sentences, 32 steps
+    del quick  # the tour's size: 600 training steps, 10 sentences, 32 steps; all its figures
     from gradjax.tour import Report
-    from gradjax.tour.attribution import digits_part, sentiment_part
+    from gradjax.tour.attribution import all_parts
 
     report = Report(Path(__file__).parent)
     sec = report.section("attribution")
-    texts, labels, probs, signed, accuracy, _ = sentiment_part(report, sec)
-    digits_part(report, sec)
+    texts, labels, probs, signed, accuracy = all_parts(report, sec)
     rows = []
     for text, label, prob, scores in zip(texts, labels, probs, signed, strict=True):
         top = set(np.argsort(-scores[: len(text)])[:2].tolist())
@@ -288,12 +287,35 @@ def ig_sentiment(quick: bool) -> Table:
             *(f"{technique}: {result}" for technique, result, _ in report.summary),
             "![digits: integrated gradients per pixel](attribution_digits.png)",
             "![completeness error vs steps](attribution_completeness.png)",
+            "![gradient, SmoothGrad, integrated gradients](attribution_sensitivity.png)",
+            "![layer IG vs conductance on the CharCNN](attribution_layers.png)",
+            "![adaptive vs fixed rules: gap vs evaluations](attribution_adaptive.png)",
         ],
         data={"accuracy": accuracy},
     )
 
 
 # ----------------------------------------------------------------------------- beyond IG
+
+
+def _plot(filename, ylabel, xlabel, series, hline=None) -> None:
+    """A log-log figure of (label, xs, ys, style) series, written next to RESULTS.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, xs, ys, style in series:
+        ax.loglog(xs, np.maximum(ys, 1e-9), style, label=label, markersize=7)
+    if hline is not None:
+        ax.axhline(hline[0], color="grey", linestyle=":", label=hline[1])
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(Path(__file__).parent / filename, dpi=110)
+    plt.close(fig)
 
 
 def _gemm_seconds(m: int, k: int, n: int) -> float:
@@ -583,6 +605,26 @@ def _layer_bench(name, ours_fn, captum_cls, quick, steps_grid) -> Table:
             "captum_gap": their_gap,
             "max_abs_diff": diff,
         }
+    steps_run = [int(k) for k in data]
+    _plot(
+        f"attribution_{name}.png",
+        "max |completeness gap| over inputs",
+        "steps",
+        [
+            (
+                f"gradjax {ours_fn.__name__}",
+                steps_run,
+                [data[str(k)]["gradjax_gap"] for k in steps_run],
+                "o-",
+            ),
+            (
+                f"Captum {captum_cls}",
+                steps_run,
+                [data[str(k)]["captum_gap"] for k in steps_run],
+                "s--",
+            ),
+        ],
+    )
     return Table(
         name=name,
         title=f"`{ours_fn.__name__}` vs Captum `{captum_cls}` on a CharCNN's ReLU(conv) layer "
@@ -604,6 +646,7 @@ def _layer_bench(name, ours_fn, captum_cls, quick, steps_grid) -> Table:
             f"nodes on both sides, float32, torch.set_num_threads({TORCH_THREADS}).",
             "gap = Σ attributions − (head(body(x)) − head(body(x̄))), max over inputs "
             "(Captum's `return_convergence_delta`).",
+            f"![gap vs steps](attribution_{name}.png)",
         ],
         data=data,
     )
@@ -699,10 +742,11 @@ def ig_adaptive(quick: bool) -> Table:
         )
 
     grid = (8, 16, 32, 64, 128, 256, 512, 1024, 2048) if not quick else (8, 16, 32, 64)
-    reached = None
+    reached, searched = None, {}
     for steps in grid:  # the fewest steps whose worst input meets the tolerance
         _, delta = captum_call(steps)
-        if np.max(np.abs(delta.detach().numpy()) / change) <= tol:
+        searched[steps] = float(np.max(np.abs(delta.detach().numpy()) / change))
+        if searched[steps] <= tol:
             reached = steps
             break
     steps = reached or grid[-1]
@@ -711,6 +755,22 @@ def ig_adaptive(quick: bool) -> Table:
     t_fixed = time_fn(lambda: run_fixed(emb, mask, labels), repeats=5)
     fixed_gap = np.abs(np.asarray(run_fixed(emb, mask, labels).completeness_gap)) / change
     their_gap = np.abs(captum_call(steps)[1].detach().numpy()) / change
+    _plot(
+        "attribution_ig_adaptive.png",
+        "worst input's |gap| / |f(x) − f(0)|",
+        "gradient evaluations per input",
+        [
+            (
+                "Captum gausslegendre (n_steps search)",
+                list(searched),
+                list(searched.values()),
+                "o-",
+            ),
+            ("gradjax adaptive (mean evaluations)", [evaluations.mean()], [rel_gap.max()], "s"),
+            ("gradjax adaptive (max evaluations)", [evaluations.max()], [rel_gap.max()], "D"),
+        ],
+        hline=(tol, f"tol {tol:g}"),
+    )
     rows = [
         [
             f'gradjax `method="adaptive"`, tol={tol:g}, budget {budget}',
@@ -774,6 +834,7 @@ def ig_adaptive(quick: bool) -> Table:
             "fixed Gauss rule converges slowly and bisection pays.",
             f"Target: the logit of class (i mod 2), zero baseline, float32, "
             f"torch.set_num_threads({TORCH_THREADS}).",
+            "![gap vs evaluations](attribution_ig_adaptive.png)",
         ],
         data={
             "evaluations_mean": float(evaluations.mean()),
@@ -785,6 +846,7 @@ def ig_adaptive(quick: bool) -> Table:
             "gradjax_mapped_s": t_mapped.median,
             "captum_s": t_captum.median,
             "max_rel_gap": float(rel_gap.max()),
+            "captum_search": {str(k): v for k, v in searched.items()},
         },
     )
 

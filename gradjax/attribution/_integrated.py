@@ -85,8 +85,9 @@ def integrated_gradients(
     gradient evaluations each time, in one batch), until the completeness gap is at
     most ``tol · max(|f(x) - f(x̄)|, tiny)`` or the next bisection would exceed
     ``steps`` evaluations. It stops refining as soon as the tolerance is met (a
-    ``lax.while_loop``: under ``jax.vmap`` it runs until every input is done, and each
-    input keeps the result of its own stopping point). The gap checks the *sum* of
+    ``lax.while_loop``: under ``jax.vmap`` the batch runs until its last input is done,
+    each input keeping the result of its own stopping point; ``jax.lax.map`` over the
+    inputs lets each one stop on its own). The gap checks the *sum* of
     the attributions, so errors of opposite sign in two features can cancel; the
     panel selection uses the per-feature estimate, which cannot.
 
