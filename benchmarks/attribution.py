@@ -202,19 +202,9 @@ def ig_cnn(quick: bool) -> Table:
     torch = _torch()
     from captum.attr import IntegratedGradients
 
-    vocab, length, embed_dim, channels = 3000, 128, 64, 128
-    num_inputs, steps = (32, 64)
-    if quick:
-        length, num_inputs, steps = 32, 8, 16
-    model = CharCNN(vocab, embed_dim=embed_dim, channels=channels)
-    k_ids, k_len, k_init = jax.random.split(jax.random.key(0), 3)
-    ids = jax.random.randint(k_ids, (num_inputs, length), 2, vocab)
-    lengths = jax.random.randint(k_len, (num_inputs,), length // 4, length + 1)
-    mask = jnp.arange(length)[None, :] < lengths[:, None]
-    params = model.init(k_init, ids, mask)
-    emb = model.apply(params, ids, method=CharCNN.embed)
-    labels = jnp.arange(num_inputs) % 2
-
+    length, num_inputs, steps = (32, 8, 16) if quick else (128, 32, 64)
+    model, params, emb, mask, labels, sz = _cnn_setup(length, 128, num_inputs, random_bias=False)
+    embed_dim, channels = sz["embed_dim"], sz["channels"]
     captum = IntegratedGradients(_torch_cnn(torch, params, embed_dim, channels))
     emb_t, mask_t = _tensor(torch, emb), torch.from_numpy(np.array(mask))
     labels_t = torch.from_numpy(np.asarray(labels)).long()
@@ -514,10 +504,12 @@ def expected_gradients_bench(quick: bool) -> Table:
     )
 
 
-def _cnn_setup(quick: bool):
-    vocab, length, embed_dim, channels, num_inputs = 3000, 64, 64, 128, 16
-    if quick:
-        length, channels, num_inputs = 16, 32, 4
+CNN_SIZE = {False: (64, 128, 16), True: (16, 32, 4)}  # quick: (length, channels, inputs)
+
+
+def _cnn_setup(length, channels, num_inputs, *, random_bias=True):
+    """A CharCNN (vocabulary 3000, embeddings 64) with random ids, lengths L/4..L, labels."""
+    vocab, embed_dim = 3000, 64
     model = CharCNN(vocab, embed_dim=embed_dim, channels=channels)
     k_ids, k_len, k_init = jax.random.split(jax.random.key(0), 3)
     ids = jax.random.randint(k_ids, (num_inputs, length), 2, vocab)
@@ -525,6 +517,10 @@ def _cnn_setup(quick: bool):
     mask = jnp.arange(length)[None, :] < lengths[:, None]
     params = model.init(k_init, ids, mask)
     emb = model.apply(params, ids, method=CharCNN.embed)
+    labels = jnp.arange(num_inputs) % 2
+    sizes = dict(length=length, embed_dim=embed_dim, channels=channels, num_inputs=num_inputs)
+    if not random_bias:
+        return model, params, emb, mask, labels, sizes
     # flax initialises biases at zero, which makes ReLU(conv(α·e)) = α·ReLU(conv(e)) and
     # the whole path linear in α: random biases on the scale of the pre-activations put
     # ReLU kinks along the path, as in a trained model.
@@ -532,8 +528,6 @@ def _cnn_setup(quick: bool):
     conv = params["params"]["conv"]
     bias = 0.5 * jnp.std(pre) * jax.random.normal(jax.random.key(9), conv["bias"].shape)
     params = {"params": {**params["params"], "conv": {**conv, "bias": bias}}}
-    labels = jnp.arange(num_inputs) % 2
-    sizes = dict(length=length, embed_dim=embed_dim, channels=channels, num_inputs=num_inputs)
     return model, params, emb, mask, labels, sizes
 
 
@@ -553,7 +547,7 @@ def _layer_bench(name, ours_fn, captum_cls, quick, steps_grid) -> Table:
     torch = _torch()
     import captum.attr
 
-    model, params, emb, mask, labels, sz = _cnn_setup(quick)
+    model, params, emb, mask, labels, sz = _cnn_setup(*CNN_SIZE[quick])
     twin = _torch_cnn(torch, params, sz["embed_dim"], sz["channels"])
     captum = getattr(captum.attr, captum_cls)(twin, twin.act)
     emb_t, mask_t = _tensor(torch, emb), torch.from_numpy(np.array(mask))
@@ -705,7 +699,7 @@ def ig_adaptive(quick: bool) -> Table:
     from captum.attr import IntegratedGradients
 
     tol, budget = 1e-3, 15 + 30 * 20
-    model, params, emb, mask, labels, sz = _cnn_setup(quick)
+    model, params, emb, mask, labels, sz = _cnn_setup(*CNN_SIZE[quick])
     twin = _torch_cnn(torch, params, sz["embed_dim"], sz["channels"])
     captum = IntegratedGradients(twin)
     emb_t, mask_t = _tensor(torch, emb), torch.from_numpy(np.array(mask))
