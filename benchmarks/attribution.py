@@ -397,9 +397,10 @@ def _sampled_table(name, title, measure, quick, notes) -> Table:
             "float32, identical weights (ReLU MLPs), one call attributes every input; "
             f"torch.set_num_threads({TORCH_THREADS}), XLA:CPU on the same cores. Targets: >= 3x "
             "on the small (overhead-bound) model, >= 1x on the large (GEMM-bound) one.",
-            "GEMM floor: the forward and input-gradient matmuls of inputs × samples rows, each "
-            "timed alone as one jitted matmul (best of 5): the time no implementation can beat "
-            "on this machine; floor / time near 100% means matmul-bound.",
+            "GEMM floor / time: the forward and input-gradient matmuls of inputs × samples rows, "
+            "each timed alone as one jitted matmul (best of 5), over the call's time. Near 100% "
+            "the call runs at the machine's matmul rate; above 100% it beat the sum of its "
+            "matmuls timed one by one (fusion, and a busy machine's noise on small calls).",
             "max |Δ|: the two attributions on identical draws (Captum's random calls patched "
             "to return gradjax's noise / baseline rows and α), outside the timed calls.",
         ],
