@@ -288,8 +288,11 @@ def ig_sentiment(quick: bool) -> Table:
 # ----------------------------------------------------------------------------- beyond IG
 
 
-def _plot(filename, ylabel, xlabel, series, hline=None) -> None:
-    """A log-log figure of (label, xs, ys, style) series, written next to RESULTS.md."""
+def _plot(quick, filename, ylabel, xlabel, series, hline=None) -> None:
+    """A log-log figure of (label, xs, ys, style) series, written next to RESULTS.md
+    (not for ``--quick`` runs, whose sizes RESULTS.md does not show)."""
+    if quick:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -610,6 +613,7 @@ def _layer_bench(name, ours_fn, captum_cls, quick, steps_grid) -> Table:
         }
     steps_run = [int(k) for k in data]
     _plot(
+        quick,
         f"attribution_{name}.png",
         "max |completeness gap| over inputs",
         "steps",
@@ -764,6 +768,7 @@ def ig_adaptive(quick: bool) -> Table:
     fixed_gap = np.abs(np.asarray(run_fixed(emb, mask, labels).completeness_gap)) / change
     their_gap = np.abs(captum_call(steps)[1].detach().numpy()) / change
     _plot(
+        quick,
         "attribution_ig_adaptive.png",
         "worst input's |gap| / |f(x) − f(0)|",
         "gradient evaluations per input",
