@@ -1,4 +1,4 @@
-"""Tour: integrated gradients on Chinese sentiment (tokens) and digits (pixels)."""
+"""Tour: attribution on Chinese sentiment (tokens, conv channels), digits (pixels, hidden units)."""
 
 from __future__ import annotations
 
@@ -291,8 +291,8 @@ def sensitivity_maps(sec, model, params, xs, labels):
         "equals the blank baseline. Correlation with the IG maps over these pixels: gradient "
         f"{agreement[0]:.2f}, SmoothGrad {agreement[1]:.2f}; SmoothGrad vs the gradient "
         f"{similar:.3f}: this small tanh MLP is nearly linear on the scale of the noise, so "
-        "averaging removes little (SmoothGrad helps where gradients are noisy, e.g. deep ReLU "
-        "image models)."
+        "averaging removes little (Smilkov et al. report its effect on deep image classifiers, "
+        "whose gradients are noisy)."
     )
     sec.figure(
         fig,
