@@ -692,10 +692,127 @@ def layer_conductance_bench(quick: bool) -> Table:
     table.notes.append(
         "The definitions differ in the α-derivative of the layer: gradjax takes it exactly "
         "(one `jax.jvp` of the body per node: about twice the body's forward cost), Captum by "
-        "differences of consecutive layer outputs (first order). Hence the different gaps "
-        "and the |Δ| between the two, which shrinks as Captum's steps grow."
+        "differences of consecutive layer outputs (first order); the |Δ| between the two "
+        "shrinks as the steps grow. On this ReLU body the integrand jumps wherever a unit "
+        "switches along the path, so both gaps fall at about first order; on a smooth body "
+        "the exact derivative pays: `layer_conductance_smooth`."
     )
     return table
+
+
+def layer_conductance_smooth(quick: bool) -> Table:
+    """Exact vs first-order α-derivative where the body is smooth (tanh): float64 gaps."""
+    torch = _torch()
+    from captum.attr import LayerConductance
+
+    d, h, num_inputs = (16, 32, 4) if quick else (64, 256, 16)
+    rng = np.random.default_rng(0)
+    w1, b1 = rng.normal(size=(d, h)) / np.sqrt(d), 0.5 * rng.normal(size=h)
+    w2, w3 = rng.normal(size=(h, h)) / np.sqrt(h), rng.normal(size=h) / np.sqrt(h)
+    x = 2 * rng.uniform(size=(num_inputs, d))
+    t = [torch.from_numpy(a) for a in (w1, b1, w2, w3)]
+
+    class Twin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = torch.nn.Tanh()
+
+        def forward(self, z):
+            hidden = self.act(z @ t[0] + t[1])
+            return (torch.tanh(hidden @ t[2]) @ t[3])[:, None]
+
+    captum = LayerConductance(twin := Twin(), twin.act)
+    rows, data = [], {}
+    with jax.enable_x64(True):
+        params = [jnp.asarray(a) for a in (w1, b1, w2, w3)]
+
+        def body(z):
+            return jnp.tanh(z @ params[0] + params[1])
+
+        def head(hidden):
+            return jnp.tanh(hidden @ params[2]) @ params[3]
+
+        xs = jnp.asarray(x)
+        for steps in (4, 8, 16, 32, 64):
+            attribute = jax.jit(
+                jax.vmap(
+                    lambda z, n=steps: layer_conductance(body, head, z, steps=n, return_gap=True)
+                )
+            )
+            ours = time_fn(lambda a=attribute: a(xs), repeats=5)
+            our_gap = float(np.max(np.abs(np.asarray(attribute(xs).completeness_gap))))
+
+            def run(n=steps):
+                return captum.attribute(
+                    torch.from_numpy(x),
+                    target=0,
+                    n_steps=n,
+                    method="gausslegendre",
+                    return_convergence_delta=True,
+                )
+
+            theirs = time_fn(run, repeats=3)
+            their_gap = float(np.max(np.abs(run()[1].detach().numpy())))
+            rows.append(
+                [
+                    steps,
+                    f"{our_gap:.1e}",
+                    f"{their_gap:.1e}",
+                    ms(ours.median),
+                    ms(theirs.median),
+                    ratio(theirs.median, ours.median),
+                ]
+            )
+            data[str(steps)] = {
+                "gradjax_gap": our_gap,
+                "captum_gap": their_gap,
+                "gradjax_s": ours.median,
+                "captum_s": theirs.median,
+            }
+    steps_run = [int(k) for k in data]
+    _plot(
+        quick,
+        "attribution_layer_conductance_smooth.png",
+        "max |completeness gap| over inputs (float64)",
+        "steps",
+        [
+            (
+                "gradjax layer_conductance (jvp)",
+                steps_run,
+                [data[str(k)]["gradjax_gap"] for k in steps_run],
+                "o-",
+            ),
+            (
+                "Captum LayerConductance (differences)",
+                steps_run,
+                [data[str(k)]["captum_gap"] for k in steps_run],
+                "s--",
+            ),
+        ],
+    )
+    return Table(
+        name="layer_conductance_smooth",
+        title=f"layer conductance of a smooth (tanh) {d}-{h}-{h}-1 MLP's first hidden layer, "
+        f"{num_inputs} inputs, float64: completeness gap vs steps",
+        columns=[
+            "steps",
+            "gradjax max |gap|",
+            "Captum max |gap|",
+            "gradjax ms",
+            "Captum ms",
+            "speed-up, medians",
+        ],
+        rows=rows,
+        notes=[
+            "The head tanh(h·W₂)·w₃ couples the units. gradjax takes the layer's α-derivative "
+            "exactly by `jax.jvp` at each Gauss–Legendre node, so on a smooth body the gap falls "
+            "spectrally; Captum's `LayerConductance` multiplies the gradient at node k by the "
+            "difference of the layer at nodes k and k + 1 (n + 1 nodes), a first-order rule "
+            "that also leaves out the path's two ends. Both in float64.",
+            "![gap vs steps, smooth body](attribution_layer_conductance_smooth.png)",
+        ],
+        data=data,
+    )
 
 
 def ig_adaptive(quick: bool) -> Table:
@@ -873,4 +990,5 @@ BENCHMARKS = {
     "expected_gradients": expected_gradients_bench,
     "layer_ig": layer_ig,
     "layer_conductance": layer_conductance_bench,
+    "layer_conductance_smooth": layer_conductance_smooth,
 }
