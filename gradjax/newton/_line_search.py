@@ -78,7 +78,10 @@ def line_search(
         shorter, _, _, found = jax.lax.while_loop(lambda c: c[2], halve, init)
         shorter = jax.lax.stop_gradient(shorter)
         again = backtrack & found
-        return jnp.where(again, shorter, t), trial, accepted, accepted | again, again
+        # On the second trip a decrease was found already (by the halvings); a
+        # non-finite gradient there shows in ``trial.finite``.
+        found = accepted | again | (t != 1)
+        return jnp.where(again, shorter, t), trial, accepted, found, again
 
     one = jnp.ones([], point.value.dtype)
     init = (one, point, jnp.array(False), jnp.array(False), active)
