@@ -143,7 +143,7 @@ def clipping(report, x, y) -> None:
         f"{theta['GD η=0.01'][-1]:.2g}; clip-1 f₄₀ = {theta['clip-1 (η=1/12, γ=4)'][-1]:.1e}, "
         f"clip-2 f₄₀ = {theta['clip-2 (η=1/12, γ=4)'][-1]:.1e}; digits MLP at η = 2: "
         f"GD loss {gd:.2f}, clip-1 {c1:.3f}, clip-2 {c2:.3f}",
-        "θ₁ = −30 for GD (techniques.md §7)",
+        "θ₁ = −30 for GD (Zhang et al. 2020, §3)",
     )
 
 
