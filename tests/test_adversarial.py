@@ -1,4 +1,4 @@
-"""PGD (L∞, L2) and TRADES against closed forms (closed-form oracles; Madry et al. 2018, Zhang et al. 2019)."""
+"""PGD (L∞, L2) and TRADES against closed forms (Madry et al. 2018; Zhang et al. 2019)."""
 
 import chex
 import jax

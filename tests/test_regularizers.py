@@ -1,4 +1,4 @@
-"""Noise, gradient penalties, FGM and VAT against closed forms (closed-form oracles; Su Jianlin, kexue.fm/archives/7466)."""
+"""Noise, gradient penalties, FGM and VAT against closed forms (kexue.fm/archives/7466)."""
 
 import functools
 import itertools
