@@ -43,11 +43,13 @@ def floating_tree(name: str, tree: PyTree, hint: str = "") -> PyTree:
     return tree
 
 
-def check_scalar(name: str, value: Any, *, low: float | None = None, strict: bool = False) -> Any:
+def check_scalar(
+    name: str, value: Any, *, low: float | None = None, strict: bool = False, finite: bool = False
+) -> Any:
     """A real scalar option (Python, NumPy or JAX), ``>= low`` (``> low`` if ``strict``).
 
-    Concrete values are checked (NaN is rejected; a traced value is returned
-    unchecked: its outcome shows in the result). Returns the value unchanged.
+    Concrete values are checked (NaN is rejected, and ±Inf too with ``finite``; a traced
+    value is returned unchecked: its outcome shows in the result). Returns the value unchanged.
     """
     if isinstance(value, bool) or not isinstance(
         value, (int, float, np.number, np.ndarray, jax.Array)
@@ -65,6 +67,8 @@ def check_scalar(name: str, value: Any, *, low: float | None = None, strict: boo
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {number}")
     if number != number:
         raise ValueError(f"{name} must not be NaN")
+    if finite and not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
     return value
 
 
@@ -79,3 +83,43 @@ def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeS
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
     return out
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A Python or NumPy bool (a flag: ``0``, ``"no"`` or an array are errors)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def inexact_tree(name: str, tree: PyTree) -> PyTree:
+    """Every leaf floating or complex (gradients, updates); returned unchanged.
+
+    An integer or bool leaf is a TypeError naming its path: scaling it would truncate.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        try:
+            if isinstance(leaf, str | bytes):  # jnp would read "a" as a dtype name
+                raise TypeError
+            dtype = jnp.result_type(leaf)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where} must be an array, got {type(leaf).__name__}") from None
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(f"{where} must be floating or complex, got dtype {dtype}")
+    return tree
+
+
+def real_array(name: str, value: Any) -> jax.Array:
+    """An int or floating array (not bool, not complex), converted with ``jnp.asarray``."""
+    try:
+        if isinstance(value, str | bytes):  # jnp would read "a" as a dtype name
+            raise TypeError
+        array = jnp.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real array, got {type(value).__name__}") from None
+    if array.dtype == jnp.bool_ or not (
+        jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)
+    ):
+        raise TypeError(f"{name} must be a real (int or floating) array, got dtype {array.dtype}")
+    return array
