@@ -72,8 +72,9 @@ def qp_losses(
       t_fake: critic scores of the generated samples, same shape as ``t_real``.
       x_real: real samples, shape (B, ...); pair i is (x_real[i], x_fake[i]).
       x_fake: generated samples, same shape as ``x_real``.
-      lam: λ > 0, the scale of the quadratic potential (10 in the paper; the method
-        is insensitive to it since it only rescales the critic).
+      lam: λ > 0, finite, the scale of the quadratic potential (10 in the paper; the
+        method is insensitive to it since it only rescales the critic). A Python, NumPy
+        or JAX scalar; a traced one is used unchecked.
       distance: ``"l1"`` or ``"l2"``.
 
     Returns:
@@ -200,7 +201,8 @@ def single_loss(
       generator: ``generator(params["generator"], z) -> x_fake``, shaped as ``x_real``.
       discriminator: ``discriminator(params["discriminator"], x) -> scores`` (B,) or
         (B, 1).
-      g_weight: a number >= 0 multiplying the generator's gradient; 0 freezes G.
+      g_weight: a finite number >= 0 (Python, NumPy or JAX scalar) multiplying the
+        generator's gradient; 0 freezes G.
 
     Returns:
       ``loss_fn(params, x_real, z) -> (loss, aux)`` with

@@ -105,13 +105,14 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     r"""Hard clipping (clip-1): rescales the whole gradient tree to a global norm of at most γ.
 
     .. math:: g \leftarrow g \cdot \min\Big(1, \frac{\gamma}{\|g\|}\Big),
-              \qquad \|g\|^2 = \textstyle\sum_{\text{leaves}} \sum g_{ij}^2
+              \qquad \|g\|^2 = \textstyle\sum_{\text{leaves}} \sum |g_{ij}|^2
 
     The direction is kept; the output norm is ``min(‖g‖, γ)``. Same result as
     ``optax.clip_by_global_norm`` up to rounding, with the norm in float32 or wider.
 
     Args:
-      max_norm: γ > 0, the largest global norm let through.
+      max_norm: γ > 0, finite, the largest global norm let through. A Python, NumPy or JAX
+        scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
@@ -146,7 +147,8 @@ def soft_clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     smoothness guarantees safe, for η = 1/L₀ and γ = L₀/L₁.
 
     Args:
-      max_norm: γ > 0, the norm the output approaches for large gradients.
+      max_norm: γ > 0, finite, the norm the output approaches for large gradients. A
+        Python, NumPy or JAX scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
@@ -172,7 +174,8 @@ def clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
     .. math:: g_i \leftarrow g_i \cdot \min\Big(1, \frac{\gamma}{\|g_i\|}\Big)
 
     Args:
-      max_norm: γ > 0, the largest norm let through for any single leaf.
+      max_norm: γ > 0, finite, the largest norm let through for any single leaf. A
+        Python, NumPy or JAX scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
@@ -199,7 +202,9 @@ def soft_clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
     .. math:: g_i \leftarrow g_i \cdot \frac{\gamma}{\|g_i\| + \gamma}
 
     Args:
-      max_norm: γ > 0, the norm each leaf's output approaches for large gradients.
+      max_norm: γ > 0, finite, the norm each leaf's output approaches for large
+        gradients. A Python, NumPy or JAX scalar; a traced one (a schedule) is used
+        unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.

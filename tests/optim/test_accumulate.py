@@ -140,10 +140,13 @@ def test_bfloat16_gradients_accumulate_in_float32():
     grads = [{"w": jnp.full((2,), v, jnp.bfloat16)} for v in values]
 
     def run(transform):
-        state = transform.init({"w": jnp.zeros((2,), jnp.bfloat16)})
+        state, update = (
+            transform.init({"w": jnp.zeros((2,), jnp.bfloat16)}),
+            jax.jit(transform.update),
+        )
         for g in grads[:-1]:
-            _, state = transform.update(g, state)
-        return transform.update(grads[-1], state)[0]["w"], state.acc_grads["w"]
+            _, state = update(g, state)
+        return update(grads[-1], state)[0]["w"], state.acc_grads["w"]
 
     update, acc = run(optim.accumulate(optax.sgd(1.0), len(values)))
     assert acc.dtype == jnp.float32 and update.dtype == jnp.bfloat16
