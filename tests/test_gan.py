@@ -355,6 +355,23 @@ def test_nan_scores_or_samples_give_nan_losses(name):
         assert np.isnan(d_loss) and np.isfinite(g_loss)  # only d_loss sees the distance
 
 
+def test_traced_lam_and_g_weight_pass_unchecked_and_a_nan_shows():
+    t, x = jnp.array([1.0, 2.0]), jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    d_loss = jax.jit(lambda lam: gan.qp_losses(t, -t, x, -x, lam=lam)[0])
+    np.testing.assert_allclose(d_loss(10.0), gan.qp_losses(t, -t, x, -x, lam=10.0)[0])
+    assert np.isnan(d_loss(jnp.nan))
+    generator, critic = (lambda pg, z: pg * z), (lambda pd, x: jnp.sum(pd * x, axis=1))
+    params = {"generator": jnp.ones(2), "discriminator": jnp.ones(2)}
+
+    @jax.jit
+    def grad_g(w):
+        loss_fn = gan.single_loss(gan.hinge_losses, generator, critic, g_weight=w)
+        return jax.grad(loss_fn, has_aux=True)(params, x, x)[0]["generator"]
+
+    np.testing.assert_allclose(grad_g(2.0), 2 * grad_g(1.0))
+    assert np.all(np.isnan(grad_g(jnp.nan)))
+
+
 def test_ring_training_covers_modes():
     from gradjax.examples import gan as example
 
