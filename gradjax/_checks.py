@@ -92,19 +92,27 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def _dtype_of(value: Any) -> Any:
+    """``value``'s dtype, or None for what JAX cannot hold (strings, None, objects)."""
+    if isinstance(value, str | bytes):  # jnp would read "a" as a dtype name
+        return None
+    if hasattr(value, "dtype"):  # arrays, tracers, NumPy scalars
+        return np.dtype(value.dtype)
+    try:  # Python scalars and nested lists
+        return jnp.asarray(value).dtype
+    except (TypeError, ValueError):
+        return None
+
+
 def inexact_tree(name: str, tree: PyTree) -> PyTree:
     """Every leaf floating or complex (gradients, updates); returned unchanged.
 
     An integer or bool leaf is a TypeError naming its path: scaling it would truncate.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        where = f"{name}{jax.tree_util.keystr(path)}"
-        try:
-            if isinstance(leaf, str | bytes):  # jnp would read "a" as a dtype name
-                raise TypeError
-            dtype = jnp.result_type(leaf)
-        except (TypeError, ValueError):
-            raise TypeError(f"{where} must be an array, got {type(leaf).__name__}") from None
+        where, dtype = f"{name}{jax.tree_util.keystr(path)}", _dtype_of(leaf)
+        if dtype is None:
+            raise TypeError(f"{where} must be an array, got {type(leaf).__name__}")
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise TypeError(f"{where} must be floating or complex, got dtype {dtype}")
     return tree
@@ -112,14 +120,9 @@ def inexact_tree(name: str, tree: PyTree) -> PyTree:
 
 def real_array(name: str, value: Any) -> jax.Array:
     """An int or floating array (not bool, not complex), converted with ``jnp.asarray``."""
-    try:
-        if isinstance(value, str | bytes):  # jnp would read "a" as a dtype name
-            raise TypeError
-        array = jnp.asarray(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real array, got {type(value).__name__}") from None
-    if array.dtype == jnp.bool_ or not (
-        jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)
-    ):
-        raise TypeError(f"{name} must be a real (int or floating) array, got dtype {array.dtype}")
-    return array
+    dtype = _dtype_of(value)
+    if dtype is None:
+        raise TypeError(f"{name} must be a real array, got {type(value).__name__}")
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
+    return jnp.asarray(value)

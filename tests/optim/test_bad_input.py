@@ -61,6 +61,11 @@ CASES = [
         )
         for f in CLIPPING
     ],
+    (
+        lambda: update(optim.clip_by_global_norm(1.0), {"a": "x"}),
+        TypeError,
+        r"updates\['a'\] must be an array",
+    ),
     # scale_by_multipliers
     (lambda: optim.scale_by_multipliers({"a[": 0.1}), ValueError, "multipliers.*regular"),
     (lambda: optim.scale_by_multipliers({"a": "0.1"}), TypeError, r"multipliers\['a'\]"),
