@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,13 @@ test: lint
 
 bench: $(PY)
 	$(PIP) -e ".[bench]"
+	# Without its dependencies: torchattacks' torchvision would replace the pinned CPU torch.
+	$(PY) -m pip install --no-deps torchattacks
 	$(PY) -m benchmarks
 
+docs: $(PY)
+	$(PIP) -e ".[docs]"
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) gradjax-tour .pytest_cache .ruff_cache
+	rm -rf $(VENV) gradjax-tour .pytest_cache .ruff_cache docs/_build docs/generated

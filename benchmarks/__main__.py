@@ -37,6 +37,9 @@ PACKAGES = (
     "faiss-cpu",
     "torch",
     "captum",
+    "torchattacks",
+    "optimistix",
+    "jaxopt",
 )
 
 

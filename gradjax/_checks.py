@@ -43,33 +43,58 @@ def floating_tree(name: str, tree: PyTree, hint: str = "") -> PyTree:
     return tree
 
 
-def check_scalar(
-    name: str, value: Any, *, low: float | None = None, strict: bool = False, finite: bool = False
-) -> Any:
-    """A real scalar option (Python, NumPy or JAX), ``>= low`` (``> low`` if ``strict``).
+def check_key(name: str, key: Any) -> jax.Array:
+    """A PRNG key: a typed key array of shape () or a legacy ``uint32`` array of shape (2,)."""
+    if not isinstance(key, jax.Array):
+        raise TypeError(
+            f"{name} must be a PRNG key (jax.random.key(seed)), got {type(key).__name__}"
+        )
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(
+                f"{name} must be a single PRNG key, got key array of shape {key.shape}"
+            )
+    elif key.dtype != jnp.uint32 or key.shape != (2,):
+        raise TypeError(
+            f"{name} must be a PRNG key (jax.random.key(seed)), got {key.dtype} array of "
+            f"shape {key.shape}"
+        )
+    return key
 
-    Concrete values are checked (NaN is rejected, and ±Inf too with ``finite``; a traced
-    value is returned unchecked: its outcome shows in the result). Returns the value unchanged.
-    """
-    if isinstance(value, bool) or not isinstance(
-        value, (int, float, np.number, np.ndarray, jax.Array)
-    ):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if jnp.ndim(value) != 0:
-        raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
-    dtype = jnp.result_type(value)
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
-        raise TypeError(f"{name} must be a real number, got dtype {dtype}")
-    if not is_concrete(value):
-        return value
+
+def check_scalar(name: str, value: Any, low: float | None = None, *, strict: bool = False) -> Any:
+    """A real scalar ``>= low`` (``> low`` if ``strict``): Python and NumPy numbers and 0-d
+    NumPy/JAX arrays. Concrete values must be finite and in range (Python and NumPy
+    numbers are returned as ``float``); traced ones pass unchecked, their outcome shows in
+    the result."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got bool {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        value = float(value)
+    elif isinstance(value, (jax.Array, np.ndarray)) and value.shape == ():
+        if not (
+            jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+        ):
+            raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
+        if not is_concrete(value):
+            return value
+    else:
+        shape = getattr(value, "shape", None)
+        what = f"shape {shape}" if shape is not None else f"{type(value).__name__} {value!r}"
+        raise TypeError(f"{name} must be a real scalar, got {what}")
     number = float(value)
-    if low is not None and not (number > low if strict else number >= low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {number}")
-    if number != number:
-        raise ValueError(f"{name} must not be NaN")
-    if finite and not np.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {number}")
+    bound = low is None or number > low or (not strict and number == low)
+    if not np.isfinite(number) or not bound:
+        rule = "finite" if low is None else f"finite and {'>' if strict else '>='} {low}"
+        raise ValueError(f"{name} must be {rule}, got {number}")
     return value
+
+
+def check_finite_tree(name: str, tree: PyTree) -> None:
+    """NaN or Inf in a concrete leaf is a ValueError; traced leaves are left to the result."""
+    for leaf in jax.tree.leaves(tree):
+        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{name} must be finite, got NaN or Inf entries")
 
 
 def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeStruct:

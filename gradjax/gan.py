@@ -110,7 +110,7 @@ def qp_losses(
         raise TypeError(f"distance must be a str, got {type(distance).__name__} {distance!r}")
     if distance not in _DISTANCES:
         raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
-    check_scalar("lam", lam, low=0.0, strict=True, finite=True)
+    check_scalar("lam", lam, low=0.0, strict=True)
 
     dtype = _loss_dtype(t_real, t_fake, x_real, x_fake)
     delta = t_real.astype(dtype) - t_fake.astype(dtype)
@@ -242,7 +242,7 @@ def single_loss(
     ):
         if not callable(fn):
             raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-    check_scalar("g_weight", g_weight, low=0.0, finite=True)
+    check_scalar("g_weight", g_weight, low=0.0)
 
     def loss_fn(params: dict, x_real: jax.Array, z: jax.Array) -> tuple[jax.Array, dict]:
         if not isinstance(params, dict) or set(params) != {"generator", "discriminator"}:

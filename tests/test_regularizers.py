@@ -11,7 +11,8 @@ import pytest
 
 from gradjax import regularizers as reg
 from gradjax.models import CharCNN
-from gradjax.regularizers import _kl_from_logits, _signed_jacobian_penalty
+from gradjax.regularizers._penalties import _signed_jacobian_penalty
+from gradjax.regularizers._vat import _kl_from_logits
 
 
 def spd(key, n):

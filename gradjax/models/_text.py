@@ -12,7 +12,9 @@ class CharCNN(nn.Module):
 
     ``embed`` and ``classify`` are separate methods so that regularisers (FGM, VAT)
     and attributions (integrated gradients) can work on the embeddings:
-    ``model.apply(params, emb, mask, method=CharCNN.classify)``.
+    ``model.apply(params, emb, mask, method=CharCNN.classify)``; ``classify`` is
+    ``pool_classify(features(...))``, split at the convolution's ReLU output for layer
+    attributions.
     """
 
     vocab_size: int
@@ -30,14 +32,21 @@ class CharCNN(nn.Module):
         """(..., L) int ids → (..., L, embed_dim) embeddings."""
         return self.embedding(ids)
 
-    def classify(self, embeddings: jax.Array, mask: jax.Array) -> jax.Array:
-        """(..., L, E) embeddings and (..., L) bool mask → (..., num_classes) logits."""
+    def features(self, embeddings: jax.Array, mask: jax.Array) -> jax.Array:
+        """(..., L, E) embeddings → (..., L, channels) ReLU(conv) features, per position."""
         # Padding positions are zeroed before the convolution, so a padded token
         # contributes nothing to its unpadded neighbours' features.
-        h = nn.relu(self.conv(embeddings * mask[..., None]))
-        h = jnp.max(jnp.where(mask[..., None], h, -jnp.inf), axis=-2)
+        return nn.relu(self.conv(embeddings * mask[..., None]))
+
+    def pool_classify(self, features: jax.Array, mask: jax.Array) -> jax.Array:
+        """(..., L, channels) features → (..., num_classes) logits: max over unmasked positions."""
+        h = jnp.max(jnp.where(mask[..., None], features, -jnp.inf), axis=-2)
         h = jnp.where(jnp.isfinite(h), h, 0.0)  # an all-padding row pools to zeros
         return self.head(h)
+
+    def classify(self, embeddings: jax.Array, mask: jax.Array) -> jax.Array:
+        """(..., L, E) embeddings and (..., L) bool mask → (..., num_classes) logits."""
+        return self.pool_classify(self.features(embeddings, mask), mask)
 
     def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
         return self.classify(self.embed(ids), mask)

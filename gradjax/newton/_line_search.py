@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradjax._loop import branch, tree_select
+from gradjax._loop import bounded_while, tree_select
 from gradjax.newton._model import LocalModel, Point
 
 PyTree = Any
@@ -47,15 +47,15 @@ def line_search(
 ) -> tuple[Point, jax.Array]:
     """The accepted point and whether a decrease was found (else the point is kept).
 
-    ``active`` is false for problems that are already done (under ``vmap``): they
-    never drive the backtracking loop.
+    A loop of at most two trips with one evaluation site: the full point at ``t = 1``;
+    if it is rejected, ``t`` is halved on ``f`` alone until Armijo holds, and the
+    second trip evaluates the full point there. ``active`` is false for problems that
+    are already done (under ``vmap``): they never drive either loop.
     """
-    full = model.evaluate(path(point, s, d, jnp.ones([], point.value.dtype)), active)
     eps = jnp.finfo(point.value.dtype).eps
-    rounding = -slope <= 64 * eps * jnp.maximum(jnp.abs(point.value), jnp.finfo(eps.dtype).tiny)
-    armijo = full.value <= point.value + ARMIJO * slope
-    steady = rounding & (optax.tree.norm(full.grad) <= optax.tree.norm(point.grad))
-    accepted_full = full.finite & (armijo | steady)
+    tiny = jnp.finfo(point.value.dtype).tiny
+    rounding = -slope <= 64 * eps * jnp.maximum(jnp.abs(point.value), tiny)
+    grad_norm = optax.tree.norm(point.grad)
 
     def decreases(t, value):
         return jnp.isfinite(value) & (value <= point.value + ARMIJO * t * slope)
@@ -66,21 +66,23 @@ def line_search(
         found = decreases(t, model.value(path(point, s, d, t)))
         return t, i + 1, ~found & (i + 1 < MAX_HALVINGS), found
 
-    backtrack = active & ~accepted_full
-    one = jnp.ones([], point.value.dtype)
-    init = (one, jnp.zeros([], jnp.int32), backtrack, jnp.array(False))
-    # Only t (piecewise constant) and bools leave the loop, so reverse-mode
-    # differentiation of the unrolled adjoint never has to transpose it.
-    t, _, _, found_short = jax.lax.while_loop(lambda c: c[2], halve, init)
-    t = jax.lax.stop_gradient(t)
-    found_short = backtrack & found_short
+    def trip(carry):
+        t, _, _, _, _ = carry
+        trial = model.evaluate(path(point, s, d, t), active)
+        steady = (t == 1) & rounding & (optax.tree.norm(trial.grad) <= grad_norm)
+        accepted = trial.finite & (decreases(t, trial.value) | steady)
+        backtrack = active & ~accepted & (t == 1)
+        init = (t, jnp.zeros([], jnp.int32), backtrack, jnp.array(False))
+        # Only t (piecewise constant) and bools leave the loop, so reverse-mode
+        # differentiation of the unrolled adjoint never has to transpose it.
+        shorter, _, _, found = jax.lax.while_loop(lambda c: c[2], halve, init)
+        shorter = jax.lax.stop_gradient(shorter)
+        again = backtrack & found
+        return jnp.where(again, shorter, t), trial, accepted, accepted | again, again
 
-    short = branch(
-        found_short,
-        lambda t: model.evaluate(path(point, s, d, t), found_short),
-        t,
-        full,
-        unrolled=unrolled,
+    one = jnp.ones([], point.value.dtype)
+    init = (one, point, jnp.array(False), jnp.array(False), active)
+    _, trial, _, found, _ = bounded_while(
+        lambda c: c[4], trip, init, max_steps=2, unrolled=unrolled
     )
-    accepted = tree_select(found_short, short, full)
-    return tree_select(accepted_full | found_short, accepted, point), accepted_full | found_short
+    return tree_select(found, trial, point), found

@@ -70,7 +70,7 @@ def _soft_scale(norm: jax.Array, max_norm: Any) -> jax.Array:
 
 
 def _check_max_norm(max_norm: Any) -> None:
-    check_scalar("max_norm", max_norm, low=0.0, strict=True, finite=True)
+    check_scalar("max_norm", max_norm, low=0.0, strict=True)
 
 
 def _global_transform(scale_fn, max_norm) -> optax.GradientTransformation:

@@ -62,7 +62,7 @@ def _is_regex_table(multipliers: Any) -> bool:
 def _regex_table(multipliers: Mapping[str, Any]) -> list[tuple[re.Pattern, Any]]:
     table = []
     for pattern, value in multipliers.items():
-        check_scalar(f"multipliers[{pattern!r}]", value, finite=True)
+        check_scalar(f"multipliers[{pattern!r}]", value)
         try:
             compiled = re.compile(pattern)
         except re.error as err:
@@ -104,7 +104,7 @@ def _check_pytree(multipliers: PyTree) -> None:
     if not leaves:
         raise ValueError(f"multipliers must hold at least one number, got {multipliers!r}")
     for key_path, leaf in leaves:
-        check_scalar(f"multipliers{jax.tree_util.keystr(key_path)}", leaf, finite=True)
+        check_scalar(f"multipliers{jax.tree_util.keystr(key_path)}", leaf)
 
 
 def _prefix_factors(prefix: PyTree, updates: PyTree) -> PyTree:
@@ -195,7 +195,7 @@ def scale_by_multipliers(
         def factors(updates):
             return _map_with_path(
                 lambda path, u: check_scalar(
-                    f"multipliers({path!r}, leaf)", resolve(path, u), finite=True
+                    f"multipliers({path!r}, leaf)", resolve(path, u)
                 ),
                 updates,
             )

@@ -30,7 +30,7 @@ BAD_MAX_NORMS = [
     ([1.0, 2.0], TypeError),
     (True, TypeError),
     (1 + 2j, TypeError),
-    (jnp.ones(2), ValueError),
+    (jnp.ones(2), TypeError),
 ]
 INT_UPDATES = {"a": jnp.ones(2), "b": jnp.arange(3)}  # an int32 leaf would be truncated
 UPDATES = {"a": jnp.ones(2), "b": {"c": jnp.ones(3)}}
@@ -70,10 +70,10 @@ CASES = [
     (lambda: optim.scale_by_multipliers({"a[": 0.1}), ValueError, "multipliers.*regular"),
     (lambda: optim.scale_by_multipliers({"a": "0.1"}), TypeError, r"multipliers\['a'\]"),
     (lambda: optim.scale_by_multipliers({"a": None}), TypeError, r"multipliers\['a'\]"),
-    (lambda: optim.scale_by_multipliers({"a": float("nan")}), ValueError, "multipliers.*NaN"),
-    (lambda: optim.scale_by_multipliers({"a": np.float32("nan")}), ValueError, "NaN"),
+    (lambda: optim.scale_by_multipliers({"a": float("nan")}), ValueError, "multipliers.*nan"),
+    (lambda: optim.scale_by_multipliers({"a": np.float32("nan")}), ValueError, "finite.*nan"),
     (lambda: optim.scale_by_multipliers({"a": jnp.inf}), ValueError, "multipliers.*finite"),
-    (lambda: optim.scale_by_multipliers({"a": jnp.ones(2)}), ValueError, "multipliers.*scalar"),
+    (lambda: optim.scale_by_multipliers({"a": jnp.ones(2)}), TypeError, "multipliers.*scalar"),
     (lambda: optim.scale_by_multipliers({"a": 1j}), TypeError, "multipliers"),
     (
         lambda: optim.scale_by_multipliers({"a": "x", "b": {"c": 1.0}}),
@@ -82,7 +82,7 @@ CASES = [
     ),
     (
         lambda: optim.scale_by_multipliers({"a": jnp.ones(2), "b": {"c": 1.0}}),
-        ValueError,
+        TypeError,
         r"multipliers\['a'\].*scalar",
     ),
     (lambda: optim.scale_by_multipliers([]), ValueError, "multipliers"),
@@ -105,7 +105,7 @@ CASES = [
     ),
     (
         lambda: update(optim.scale_by_multipliers(lambda path, leaf: jnp.ones(2)), UPDATES),
-        ValueError,
+        TypeError,
         r"multipliers\('a'.*scalar",
     ),
     (
@@ -116,7 +116,7 @@ CASES = [
     (
         lambda: update(optim.scale_by_multipliers(lambda path, leaf: np.float32(-np.nan)), UPDATES),
         ValueError,
-        r"multipliers\('a'.*NaN",
+        r"multipliers\('a'.*finite.*nan",
     ),
     (lambda: optim.scale_by_multipliers({"a": 1.0}, allow_unused=1), TypeError, "allow_unused"),
     (

@@ -1,0 +1,101 @@
+"""Sphinx configuration of the gradjax documentation (``make docs``)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+project = "gradjax"
+author = "the gradjax authors"
+copyright = "2026, the gradjax authors"
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+]
+autosummary_generate = True
+autodoc_default_options = {"members": True, "undoc-members": False}
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # NamedTuple fields are documented once, by autodoc
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+nb_execution_mode = "off"  # the notebooks are rendered, not executed (make test runs them)
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+html_theme = "sphinx_book_theme"
+html_title = "gradjax"
+html_theme_options = {
+    "repository_url": "https://github.com/gradjax/gradjax",
+    "use_repository_button": True,
+    "show_toc_level": 2,
+}
+
+
+def _copy_generated_sources() -> None:
+    """The notebooks and the benchmark report live outside docs/: copy them in."""
+    notebooks = HERE / "notebooks"
+    notebooks.mkdir(exist_ok=True)
+    for path in sorted((ROOT / "colab").glob("*.ipynb")):
+        shutil.copy(path, notebooks / path.name)
+    bench = HERE / "benchmarks"
+    bench.mkdir(exist_ok=True)
+    for path in sorted((ROOT / "benchmarks").glob("*.png")):
+        shutil.copy(path, bench / path.name)
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    results = results.replace("# gradjax benchmarks", "# Benchmarks", 1).replace("\n### ", "\n## ")
+    (bench / "results.md").write_text(results)
+
+
+_copy_generated_sources()
+
+PUBLIC_MODULES = (
+    "gradjax.newton",
+    "gradjax.em",
+    "gradjax.optim",
+    "gradjax.gan",
+    "gradjax.regularizers",
+    "gradjax.attribution",
+)
+
+
+def public_names(module_name: str) -> list[str]:
+    """A module's public names: its ``__all__``, else what it defines without a leading _."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", "").startswith(module_name)
+        ]
+    return sorted(names)
+
+
+def _write_api_page() -> None:
+    """api.md: one autosummary per public module, so every public name gets a page."""
+    lines = [
+        "# API reference",
+        "",
+        "Rendered from the docstrings. Every name is importable as `gradjax.<module>.<name>`.",
+        "",
+    ]
+    for module_name in PUBLIC_MODULES:
+        lines += [f"## `{module_name}`", "", "```{eval-rst}", f".. currentmodule:: {module_name}"]
+        lines += ["", ".. autosummary::", "   :toctree: generated", ""]
+        lines += [f"   {name}" for name in public_names(module_name)]
+        lines += ["```", ""]
+    (HERE / "api.md").write_text("\n".join(lines))
+
+
+_write_api_page()
