@@ -194,9 +194,7 @@ def scale_by_multipliers(
 
         def factors(updates):
             return _map_with_path(
-                lambda path, u: check_scalar(
-                    f"multipliers({path!r}, leaf)", resolve(path, u)
-                ),
+                lambda path, u: check_scalar(f"multipliers({path!r}, leaf)", resolve(path, u)),
                 updates,
             )
 
