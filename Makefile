@@ -22,6 +22,7 @@ lint: $(PY)
 
 test: lint
 	$(VENV)/bin/pytest -n 2 --durations=15
+	$(VENV)/bin/pytest -q --doctest-modules gradjax/optim gradjax/gan.py gradjax/newton gradjax/_loop.py
 
 bench: $(PY)
 	$(PIP) -e ".[bench]"

@@ -108,3 +108,46 @@ def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeS
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
     return out
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A Python or NumPy bool (a flag: ``0``, ``"no"`` or an array are errors)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _dtype_of(value: Any) -> Any:
+    """``value``'s dtype, or None for what JAX cannot hold (strings, None, objects)."""
+    if isinstance(value, str | bytes):  # jnp would read "a" as a dtype name
+        return None
+    if hasattr(value, "dtype"):  # arrays, tracers, NumPy scalars
+        return np.dtype(value.dtype)
+    try:  # Python scalars and nested lists
+        return jnp.asarray(value).dtype
+    except (TypeError, ValueError):
+        return None
+
+
+def inexact_tree(name: str, tree: PyTree) -> PyTree:
+    """Every leaf floating or complex (gradients, updates); returned unchanged.
+
+    An integer or bool leaf is a TypeError naming its path: scaling it would truncate.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        where, dtype = f"{name}{jax.tree_util.keystr(path)}", _dtype_of(leaf)
+        if dtype is None:
+            raise TypeError(f"{where} must be an array, got {type(leaf).__name__}")
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(f"{where} must be floating or complex, got dtype {dtype}")
+    return tree
+
+
+def real_array(name: str, value: Any) -> jax.Array:
+    """An int or floating array (not bool, not complex), converted with ``jnp.asarray``."""
+    dtype = _dtype_of(value)
+    if dtype is None:
+        raise TypeError(f"{name} must be a real array, got {type(value).__name__}")
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
+    return jnp.asarray(value)

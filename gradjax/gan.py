@@ -15,29 +15,29 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradjax._checks import check_scalar, real_array
+
 __all__ = ["hinge_losses", "qp_losses", "single_loss"]
 
 _DISTANCES = ("l1", "l2")
 
 
-def _check_scores(t_real: Any, t_fake: Any) -> int:
-    """Validates two critic score arrays of shape (B,) or (B, 1); returns B."""
-    shapes = {}
+def _loss_dtype(*arrays: jax.Array) -> Any:
+    """The losses' dtype: the inputs' common dtype, float32 for lower precision or ints."""
+    return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
+
+
+def _check_scores(t_real: Any, t_fake: Any) -> tuple[jax.Array, jax.Array]:
+    """Two real critic score arrays of shape (B,) or (B, 1), returned flattened to (B,)."""
+    t_real, t_fake = real_array("t_real", t_real), real_array("t_fake", t_fake)
     for name, t in (("t_real", t_real), ("t_fake", t_fake)):
-        shape = jnp.shape(t)
-        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-            raise ValueError(f"{name} must have shape (B,) or (B, 1), got {shape}")
-        shapes[name] = shape
-    if shapes["t_real"] != shapes["t_fake"]:
+        if not (t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1)):
+            raise ValueError(f"{name} must have shape (B,) or (B, 1), got {t.shape}")
+    if t_real.shape != t_fake.shape:
         raise ValueError(
-            f"t_real and t_fake must have the same shape, got {shapes['t_real']} and "
-            f"{shapes['t_fake']}"
+            f"t_real and t_fake must have the same shape, got {t_real.shape} and {t_fake.shape}"
         )
-    return shapes["t_real"][0]
-
-
-def _is_concrete_number(value: Any) -> bool:
-    return not isinstance(value, jax.core.Tracer) and jnp.ndim(value) == 0
+    return jnp.ravel(t_real), jnp.ravel(t_fake)
 
 
 def qp_losses(
@@ -72,22 +72,31 @@ def qp_losses(
       t_fake: critic scores of the generated samples, same shape as ``t_real``.
       x_real: real samples, shape (B, ...); pair i is (x_real[i], x_fake[i]).
       x_fake: generated samples, same shape as ``x_real``.
-      lam: λ > 0, the scale of the quadratic potential (10 in the paper; the method
-        is insensitive to it since it only rescales the critic).
+      lam: λ > 0, finite, the scale of the quadratic potential (10 in the paper; the
+        method is insensitive to it since it only rescales the critic). A Python, NumPy
+        or JAX scalar; a traced one is used unchecked.
       distance: ``"l1"`` or ``"l2"``.
 
     Returns:
-      ``(d_loss, g_loss)``, two scalars.
+      ``(d_loss, g_loss)``, two scalars of one dtype: the inputs' common dtype, or
+      float32 when that is narrower (bf16/float16 inputs, integer images), so both
+      losses are formed and returned in float32 or wider. A NaN input gives NaN losses.
 
     Example:
-      >>> d_loss, g_loss = qp_losses(critic(pd, x), critic(pd, fake), x, fake)
+      >>> import jax.numpy as jnp
+      >>> from gradjax import gan
+      >>> x_real, x_fake = jnp.array([[1.0, 3.0]]), jnp.zeros((1, 2))  # L1 distance d = 2
+      >>> gan.qp_losses(jnp.array([3.0]), jnp.array([1.0]), x_real, x_fake)  # Δ = 2
+      (Array(-1.9, dtype=float32), Array(2., dtype=float32))
 
     References:
       Su, "GAN-QP: A Novel GAN Framework without Gradient Vanishing and Lipschitz
       Constraint", arXiv:1811.07296 (2018); https://kexue.fm/archives/6163.
     """
-    batch = _check_scores(t_real, t_fake)
-    real_shape, fake_shape = jnp.shape(x_real), jnp.shape(x_fake)
+    t_real, t_fake = _check_scores(t_real, t_fake)
+    batch = t_real.shape[0]
+    x_real, x_fake = real_array("x_real", x_real), real_array("x_fake", x_fake)
+    real_shape, fake_shape = x_real.shape, x_fake.shape
     if real_shape != fake_shape:
         raise ValueError(
             f"x_real and x_fake must have the same shape, got {real_shape} and {fake_shape}"
@@ -97,19 +106,21 @@ def qp_losses(
             f"x_real must have the scores' batch size {batch} on its leading axis, "
             f"got shape {real_shape}"
         )
+    if not isinstance(distance, str):
+        raise TypeError(f"distance must be a str, got {type(distance).__name__} {distance!r}")
     if distance not in _DISTANCES:
         raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
-    if _is_concrete_number(lam) and not float(lam) > 0:
-        raise ValueError(f"lam must be > 0, got {lam}")
+    check_scalar("lam", lam, low=0.0, strict=True)
 
-    delta = jnp.reshape(t_real, (batch,)) - jnp.reshape(t_fake, (batch,))
-    diff = jnp.reshape(x_real - x_fake, (batch, -1))
-    floor = jnp.finfo(jnp.result_type(diff.dtype, jnp.float32)).eps
+    dtype = _loss_dtype(t_real, t_fake, x_real, x_fake)
+    delta = t_real.astype(dtype) - t_fake.astype(dtype)
+    diff = jnp.reshape(x_real.astype(dtype) - x_fake.astype(dtype), (batch, -1))
+    floor = jnp.finfo(dtype).eps
     if distance == "l1":
         dist = jnp.maximum(jnp.mean(jnp.abs(diff), axis=1), floor)
     else:
         dist = jnp.sqrt(jnp.maximum(jnp.mean(jnp.square(diff), axis=1), floor**2))
-    d_loss = jnp.mean(-delta + jnp.square(delta) / (2 * lam * dist))
+    d_loss = jnp.mean(-delta + jnp.square(delta) / (2 * jnp.asarray(lam, dtype) * dist))
     g_loss = jnp.mean(delta)
     return d_loss, g_loss
 
@@ -135,17 +146,23 @@ def hinge_losses(
       x_fake: unused.
 
     Returns:
-      ``(d_loss, g_loss)``, two scalars.
+      ``(d_loss, g_loss)``, two scalars of one dtype, float32 or wider as in
+      ``qp_losses``.
 
     Example:
-      >>> loss_fn = single_loss(hinge_losses, generator, critic)
+      >>> import jax.numpy as jnp
+      >>> from gradjax import gan
+      >>> gan.hinge_losses(jnp.array([2.0, 0.5]), jnp.array([-3.0, 0.0]))
+      (Array(0.75, dtype=float32), Array(1.5, dtype=float32))
 
     References:
       Lim & Ye, "Geometric GAN", arXiv:1705.02894 (2017);
       https://kexue.fm/archives/6387 (with the opposite sign convention).
     """
     del x_real, x_fake
-    _check_scores(t_real, t_fake)
+    t_real, t_fake = _check_scores(t_real, t_fake)
+    dtype = _loss_dtype(t_real, t_fake)
+    t_real, t_fake = t_real.astype(dtype), t_fake.astype(dtype)
     d_loss = jnp.mean(jax.nn.relu(1 - t_real)) + jnp.mean(jax.nn.relu(1 + t_fake))
     g_loss = -jnp.mean(t_fake)
     return d_loss, g_loss
@@ -184,7 +201,8 @@ def single_loss(
       generator: ``generator(params["generator"], z) -> x_fake``, shaped as ``x_real``.
       discriminator: ``discriminator(params["discriminator"], x) -> scores`` (B,) or
         (B, 1).
-      g_weight: a number >= 0 multiplying the generator's gradient; 0 freezes G.
+      g_weight: a finite number >= 0 (Python, NumPy or JAX scalar) multiplying the
+        generator's gradient; 0 freezes G.
 
     Returns:
       ``loss_fn(params, x_real, z) -> (loss, aux)`` with
@@ -193,13 +211,26 @@ def single_loss(
       ``jax.grad(loss_fn, has_aux=True)``.
 
     Example:
-      >>> loss_fn = single_loss(qp_losses, lambda p, z: gen.apply(p, z),
-      ...                       lambda p, x: critic.apply(p, x))
-      >>> optimizer = optax.partition(
+      >>> import jax, jax.numpy as jnp
+      >>> import optax
+      >>> from gradjax import gan
+      >>> generator = lambda pg, z: pg["scale"] * z  # x_fake = s·z
+      >>> critic = lambda pd, x: x @ pd["w"]  # T(x) = w·x
+      >>> loss_fn = gan.single_loss(gan.hinge_losses, generator, critic)
+      >>> params = {"generator": {"scale": jnp.array([2.0])},
+      ...           "discriminator": {"w": jnp.array([0.5, -0.5])}}
+      >>> x_real, z = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]])
+      >>> grads, aux = jax.grad(loss_fn, has_aux=True)(params, x_real, z)
+      >>> aux  # T(x_real) = 0.5, T(x_fake) = -1
+      {'d_loss': Array(0.5, dtype=float32), 'g_loss': Array(1., dtype=float32)}
+      >>> grads["discriminator"]["w"]  # ∇_w relu(1 − w·x_real) = −x_real
+      Array([-1.,  0.], dtype=float32)
+      >>> grads["generator"]["scale"]  # ∇_s (−w·s z) = −w·z
+      Array([0.5], dtype=float32)
+      >>> optimizer = optax.partition(  # one Adam per player: Adam would cancel g_weight
       ...     {"generator": optax.adam(2e-4, b1=0.5), "discriminator": optax.adam(2e-4, b1=0.5)},
       ...     {"generator": "generator", "discriminator": "discriminator"})
-      >>> grads, aux = jax.grad(loss_fn, has_aux=True)(params, x_real, z)
-      >>> updates, opt_state = optimizer.update(grads, opt_state, params)
+      >>> updates, opt_state = optimizer.update(grads, optimizer.init(params), params)
 
     References:
       Su, "巧断梯度：单个loss实现GAN模型" (2019), https://kexue.fm/archives/6387.
@@ -211,8 +242,7 @@ def single_loss(
     ):
         if not callable(fn):
             raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-    if _is_concrete_number(g_weight) and not float(g_weight) >= 0:
-        raise ValueError(f"g_weight must be >= 0, got {g_weight}")
+    check_scalar("g_weight", g_weight, low=0.0)
 
     def loss_fn(params: dict, x_real: jax.Array, z: jax.Array) -> tuple[jax.Array, dict]:
         if not isinstance(params, dict) or set(params) != {"generator", "discriminator"}:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,9 +63,7 @@ def separate_grads(losses, generator, discriminator, params, x_real, z):
     )
 
 
-def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
-
+F64 = {"rtol": 1e-12, "atol": 1e-14}  # float64 comparisons of two exact routes
 
 LOSSES = {
     "qp_l1": functools.partial(gan.qp_losses, distance="l1"),
@@ -98,16 +97,23 @@ def test_qp_losses_hand_computed_pair():
     np.testing.assert_allclose([g1, g2], [2.0, 2.0])
 
 
-def test_qp_identical_pair_is_finite_with_zero_optimum():
-    x = jnp.ones((2, 3))
-    for distance in ("l1", "l2"):
-        value, grads = jax.value_and_grad(
-            lambda t, x_f, distance=distance: gan.qp_losses(
-                t, jnp.zeros(2), x, x_f, distance=distance
-            )[0],
-            argnums=(0, 1),
-        )(jnp.zeros(2), x)
-        assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
+@pytest.mark.parametrize("distance", ["l1", "l2"])
+def test_qp_identical_pair_is_finite_with_zero_optimum(distance):
+    # d is floored at eps, so d_loss = mean(−Δ + Δ²/(2λ·eps)): finite, with gradients finite
+    # in Δ and in x_fake, and its minimiser Δ* = λ·eps, the limit 0 of λd as d → 0.
+    x, lam = jnp.ones((2, 3)), 10.0
+    optimum = lam * float(jnp.finfo(jnp.float32).eps)
+
+    def d_loss(t, x_f):
+        return gan.qp_losses(t, jnp.zeros(2), x, x_f, lam=lam, distance=distance)[0]
+
+    grad = jax.jit(jax.value_and_grad(d_loss, argnums=(0, 1)))
+    value, (g_t, g_x) = grad(jnp.zeros(2), x)
+    assert value == 0 and np.all(np.isfinite(g_x))
+    np.testing.assert_allclose(g_t, [-0.5, -0.5])  # −1/B per pair
+    value, (g_t, _) = grad(jnp.full(2, optimum), x)  # the gradient vanishes at Δ*
+    np.testing.assert_allclose(g_t, 0.0, atol=1e-6)
+    np.testing.assert_allclose(value, -optimum / 2, rtol=1e-5)
 
 
 @pytest.mark.parametrize("distance", ["l1", "l2"])
@@ -206,8 +212,10 @@ def test_single_loss_gradients_equal_separate_gradients(name):
         grad_d, grad_g, d_loss, g_loss = separate_grads(
             losses, generator, discriminator, params, x_real, z
         )
-        assert_trees_close(grads["discriminator"], grad_d)
-        assert_trees_close(grads["generator"], jax.tree.map(lambda g: 0.7 * g, grad_g))
+        chex.assert_trees_all_close(grads["discriminator"], grad_d, **F64)
+        chex.assert_trees_all_close(
+            grads["generator"], jax.tree.map(lambda g: 0.7 * g, grad_g), **F64
+        )
         assert float(value) == float(aux["d_loss"])
         np.testing.assert_allclose(value, d_loss, rtol=1e-14)
         np.testing.assert_allclose(aux["g_loss"], g_loss, rtol=1e-14)
@@ -227,15 +235,13 @@ def test_stop_gradient_semantics_and_zero_weight_freezes_generator():
         }
         # D's gradient does not depend on g_weight (the generator term has none for D) ...
         for w in (1.0, 3.0):
-            jax.tree.map(
-                np.testing.assert_array_equal,
-                grads[w]["discriminator"],
-                grads[0.0]["discriminator"],
-            )
+            chex.assert_trees_all_equal(grads[w]["discriminator"], grads[0.0]["discriminator"])
         # ... G's gradient is linear in it and exactly zero at 0 (d_loss gives G nothing)
-        assert all(np.all(g == 0) for g in jax.tree.leaves(grads[0.0]["generator"]))
-        assert_trees_close(
-            grads[3.0]["generator"], jax.tree.map(lambda g: 3 * g, grads[1.0]["generator"])
+        chex.assert_trees_all_equal(
+            grads[0.0]["generator"], jax.tree.map(jnp.zeros_like, grads[0.0]["generator"])
+        )
+        chex.assert_trees_all_close(
+            grads[3.0]["generator"], jax.tree.map(lambda g: 3 * g, grads[1.0]["generator"]), **F64
         )
         # with g_weight = 0, SGD steps never move the generator
         loss_fn = gan.single_loss(gan.qp_losses, generator, discriminator, g_weight=0.0)
@@ -250,7 +256,7 @@ def test_stop_gradient_semantics_and_zero_weight_freezes_generator():
         state, p = opt.init(params), params
         for _ in range(3):
             p, state = sgd_step(p, state)
-        jax.tree.map(np.testing.assert_array_equal, p["generator"], params["generator"])
+        chex.assert_trees_all_equal(p["generator"], params["generator"])
         assert not np.allclose(
             p["discriminator"]["params"]["Dense_0"]["kernel"],
             params["discriminator"]["params"]["Dense_0"]["kernel"],
@@ -269,7 +275,7 @@ def test_generator_gradient_independent_of_lambda_and_distance(distance):
             grads, _ = jax.grad(gan.single_loss(losses, generator, discriminator), has_aux=True)(
                 params, x_real, z
             )
-            assert_trees_close(grads["generator"], want)
+            chex.assert_trees_all_close(grads["generator"], want, **F64)
 
 
 def test_one_sgd_step_equals_simultaneous_player_steps():
@@ -285,32 +291,95 @@ def test_one_sgd_step_equals_simultaneous_player_steps():
         )
         want_d = jax.tree.map(lambda p, g: p - lr * g, params["discriminator"], grad_d)
         want_g = jax.tree.map(lambda p, g: p - g_weight * lr * g, params["generator"], grad_g)
-        assert_trees_close(stepped["discriminator"], want_d)
-        assert_trees_close(stepped["generator"], want_g)
+        chex.assert_trees_all_close(stepped["discriminator"], want_d, **F64)
+        chex.assert_trees_all_close(stepped["generator"], want_g, **F64)
 
 
-def test_jit_equals_eager():
-    generator, discriminator, params, x_real, z = players(jnp.float32)
-    for losses in (LOSSES["qp_l2"], LOSSES["hinge"]):
-        loss_fn = gan.single_loss(losses, generator, discriminator, g_weight=0.5)
+class JitEqualsEagerTest(chex.TestCase):
+    """With and without jit: the losses match NumPy oracles, single_loss its eager self."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_single_loss_and_losses(self):
+        generator, discriminator, params, x_real, z = players(jnp.float32)
+        loss_fn = gan.single_loss(LOSSES["qp_l2"], generator, discriminator, g_weight=0.5)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        eager = grad_fn(params, x_real, z)
-        jitted = jax.jit(grad_fn)(params, x_real, z)
-        assert_trees_close(jitted, eager, rtol=1e-5, atol=1e-6)
-    t_real, t_fake = x_real[:, 0], x_real[:, 1]
-    for distance in ("l1", "l2"):
-        fn = functools.partial(gan.qp_losses, distance=distance)
-        np.testing.assert_allclose(
-            jax.jit(fn)(t_real, t_fake, x_real, x_real[::-1]),
-            fn(t_real, t_fake, x_real, x_real[::-1]),
-            rtol=1e-6,
+        # rtol 1e-5: float32, and XLA may fuse the jitted critic passes differently.
+        chex.assert_trees_all_close(
+            self.variant(grad_fn)(params, x_real, z), grad_fn(params, x_real, z), rtol=1e-5
         )
+        t_real, t_fake, x_fake = x_real[:, 0], x_real[:, 1], x_real[::-1]
+        for distance, lam in (("l1", 10.0), ("l2", 3.0)):
+            got = self.variant(LOSSES[f"qp_{distance}"])(t_real, t_fake, x_real, x_fake)
+            want = np_qp(t_real, t_fake, x_real, x_fake, lam, distance)
+            np.testing.assert_allclose(got, want, rtol=1e-5)
+        hinge = self.variant(gan.hinge_losses)(t_real, t_fake)
+        want = np.mean(np.maximum(1 - t_real, 0)) + np.mean(np.maximum(1 + t_fake, 0))
+        np.testing.assert_allclose(hinge, (want, -np.mean(t_fake)), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "want"),
+    [(jnp.bfloat16, jnp.float32), (jnp.float16, jnp.float32), (jnp.float32, jnp.float32)],
+)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_both_losses_share_one_dtype_float32_or_wider(name, dtype, want):
+    rng = np.random.default_rng(1)
+    t_real, t_fake = (jnp.asarray(rng.normal(size=4), dtype) for _ in range(2))
+    x_real, x_fake = (jnp.asarray(rng.normal(size=(4, 3)), dtype) for _ in range(2))
+    d_loss, g_loss = LOSSES[name](t_real, t_fake, x_real, x_fake)
+    assert d_loss.dtype == want and g_loss.dtype == want
+    # Formed in float32 from the low-precision values: equal to the float32 losses.
+    wide = [jnp.asarray(a, jnp.float32) for a in (t_real, t_fake, x_real, x_fake)]
+    np.testing.assert_allclose((d_loss, g_loss), LOSSES[name](*wide), rtol=1e-6)
+
+
+def test_float64_and_uint8_inputs():
+    with jax.enable_x64(True):
+        t = jnp.array([1.0, 2.0], jnp.float64)
+        x = jnp.zeros((2, 3), jnp.float64)
+        assert all(a.dtype == jnp.float64 for a in gan.qp_losses(t, -t, x, x + 1))
+    # uint8 images are differenced in float32, not wrapped around modulo 256.
+    images = jnp.array([[0, 255]], jnp.uint8), jnp.array([[255, 0]], jnp.uint8)
+    d_loss, _ = gan.qp_losses(jnp.array([1.0]), jnp.array([0.0]), *images, lam=1.0)
+    np.testing.assert_allclose(d_loss, -1 + 1 / (2 * 255), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_nan_scores_or_samples_give_nan_losses(name):
+    t, x = jnp.array([1.0, 2.0]), jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    nan_t = t.at[0].set(jnp.nan)
+    assert np.all(np.isnan(jax.jit(LOSSES[name])(t, nan_t, x, -x)))  # both losses see t_fake
+    assert np.isnan(jax.jit(LOSSES[name])(nan_t, t, x, -x)[0])
+    if name != "hinge":  # hinge ignores the samples
+        d_loss, g_loss = jax.jit(LOSSES[name])(t, -t, x.at[1, 0].set(jnp.nan), -x)
+        assert np.isnan(d_loss) and np.isfinite(g_loss)  # only d_loss sees the distance
+
+
+def test_traced_lam_and_g_weight_pass_unchecked_and_a_nan_shows():
+    t, x = jnp.array([1.0, 2.0]), jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    d_loss = jax.jit(lambda lam: gan.qp_losses(t, -t, x, -x, lam=lam)[0])
+    np.testing.assert_allclose(d_loss(10.0), gan.qp_losses(t, -t, x, -x, lam=10.0)[0])
+    assert np.isnan(d_loss(jnp.nan))
+    generator, critic = (lambda pg, z: pg * z), (lambda pd, x: jnp.sum(pd * x, axis=1))
+    params = {"generator": jnp.ones(2), "discriminator": jnp.ones(2)}
+
+    @jax.jit
+    def grad_g(w):
+        loss_fn = gan.single_loss(gan.hinge_losses, generator, critic, g_weight=w)
+        return jax.grad(loss_fn, has_aux=True)(params, x, x)[0]["generator"]
+
+    np.testing.assert_allclose(grad_g(2.0), 2 * grad_g(1.0))
+    assert np.all(np.isnan(grad_g(jnp.nan)))
 
 
 def test_ring_training_covers_modes():
     from gradjax.examples import gan as example
 
-    # 2,500 single-loss GAN-QP steps (a short run: 5,000 reach 8/8 and ~80%; see the tour)
+    # 2,500 single-loss GAN-QP steps, batch 128 (a short run: 5,000 reach 8/8; see the tour).
+    # Where the bounds come from: training keys 0-4 at this length gave 8, 8, 8, 8, 5 modes
+    # and 53%, 29%, 55%, 48%, 25% high-quality samples (2026-12-01, CPU); the untrained
+    # generator gives 0 modes and 0% for all five. The bounds are the worst of the five
+    # (5 modes) and 80% of the worst fraction (20%), far above the untrained 0.
     result, generator = example.train_ring(
         jax.random.key(0), steps=2500, batch_size=128, progress=False, steps_per_call=2500
     )
@@ -322,8 +391,8 @@ def test_ring_training_covers_modes():
     before = example.ring_quality(example.generate(key, generator, init_params, 2500, 2))
     after = example.ring_quality(example.generate(key, generator, result.params, 2500, 2))
     assert before.modes_covered == 0 and before.high_quality < 0.01
-    assert after.modes_covered >= 6
-    assert after.high_quality >= 0.25
+    assert after.modes_covered >= 5
+    assert after.high_quality >= 0.20
 
 
 # --- models ---------------------------------------------------------------------------------
@@ -347,29 +416,77 @@ def test_dcgan_shapes(resolution, channels):
 # --- bad input ------------------------------------------------------------------------------
 
 
-def test_bad_input_raises_value_error_naming_the_argument():
-    t, x = jnp.zeros(4), jnp.zeros((4, 3))
-    cases = [
-        (lambda: gan.qp_losses(t, jnp.zeros(5), x, x), "t_real and t_fake"),
-        (lambda: gan.qp_losses(jnp.zeros((4, 2)), jnp.zeros((4, 2)), x, x), "t_real"),
-        (lambda: gan.qp_losses(t, t, x, jnp.zeros((4, 2))), "x_real and x_fake"),
-        (lambda: gan.qp_losses(t, t, jnp.zeros((5, 3)), jnp.zeros((5, 3))), "x_real"),
-        (lambda: gan.qp_losses(t, t, x, x, distance="cosine"), "distance"),
-        (lambda: gan.qp_losses(t, t, x, x, lam=0.0), "lam"),
-        (lambda: gan.qp_losses(t, t, x, x, lam=-1.0), "lam"),
-        (lambda: gan.hinge_losses(t, jnp.zeros(3)), "t_real and t_fake"),
-        (lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=-1.0), "g_weight"),
-    ]
-    for call, name in cases:
-        with pytest.raises(ValueError, match=name):
-            call()
-    with pytest.raises(TypeError, match="generator"):
-        gan.single_loss(gan.qp_losses, None, abs)
+T, X = jnp.zeros(4), jnp.zeros((4, 3))
+
+
+def loss_fn_of_players():
     generator, discriminator, params, x_real, z = players(jnp.float32)
-    loss_fn = gan.single_loss(gan.qp_losses, generator, discriminator)
-    with pytest.raises(ValueError, match="params"):
-        loss_fn({"generator": params["generator"]}, x_real, z)
-    with pytest.raises(ValueError, match="generator"):
-        loss_fn(params, x_real[:, :2], z)
-    with pytest.raises(ValueError, match="t_real and t_fake"):
-        jax.jit(gan.qp_losses)(t, jnp.zeros(5), x, x)
+    return gan.single_loss(gan.qp_losses, generator, discriminator), params, x_real, z
+
+
+def call_loss_fn(params=None, x_real=None):
+    loss_fn, good_params, good_x, z = loss_fn_of_players()
+    return loss_fn(
+        good_params if params is None else params, good_x if x_real is None else x_real, z
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        # qp_losses
+        (lambda: gan.qp_losses(T, jnp.zeros(5), X, X), ValueError, "t_real and t_fake"),
+        (lambda: gan.qp_losses(jnp.zeros((4, 2)), jnp.zeros((4, 2)), X, X), ValueError, "t_real"),
+        (lambda: gan.qp_losses(T, T, X, jnp.zeros((4, 2))), ValueError, "x_real and x_fake"),
+        (lambda: gan.qp_losses(T, T, jnp.zeros((5, 3)), jnp.zeros((5, 3))), ValueError, "x_real"),
+        (lambda: jax.jit(gan.qp_losses)(T, jnp.zeros(5), X, X), ValueError, "t_real and t_fake"),
+        (lambda: gan.qp_losses(T.astype(complex), T, X, X), TypeError, "t_real.*complex"),
+        (lambda: gan.qp_losses(T, T, X, X.astype(bool)), TypeError, "x_fake.*bool"),
+        (lambda: gan.qp_losses(T, None, X, X), TypeError, "t_fake"),
+        (lambda: gan.qp_losses(T, T, "x", X), TypeError, "x_real"),
+        (lambda: gan.qp_losses(T, T, X, X, distance="cosine"), ValueError, "distance"),
+        (lambda: gan.qp_losses(T, T, X, X, distance=1), TypeError, "distance"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=0.0), ValueError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=-1.0), ValueError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=np.float32(-1)), ValueError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=jnp.array(-1.0)), ValueError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=float("nan")), ValueError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=np.inf), ValueError, "lam.*finite"),
+        (lambda: gan.qp_losses(T, T, X, X, lam="10"), TypeError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=None), TypeError, "lam"),
+        (lambda: gan.qp_losses(T, T, X, X, lam=jnp.ones(2)), TypeError, "lam.*scalar"),
+        # hinge_losses
+        (lambda: gan.hinge_losses(T, jnp.zeros(3)), ValueError, "t_real and t_fake"),
+        (lambda: gan.hinge_losses(jnp.zeros(()), jnp.zeros(())), ValueError, "t_real.*shape"),
+        (lambda: gan.hinge_losses(T, T.astype(jnp.complex64)), TypeError, "t_fake"),
+        (lambda: gan.hinge_losses("a", T), TypeError, "t_real"),
+        # single_loss
+        (lambda: gan.single_loss(gan.qp_losses, None, abs), TypeError, "generator"),
+        (lambda: gan.single_loss(gan.qp_losses, abs, "D"), TypeError, "discriminator"),
+        (lambda: gan.single_loss("qp", abs, abs), TypeError, "losses"),
+        (lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=-1.0), ValueError, "g_weight"),
+        (
+            lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=np.float32(-1)),
+            ValueError,
+            "g_weight",
+        ),
+        (
+            lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=jnp.array(-1.0)),
+            ValueError,
+            "g_weight",
+        ),
+        (lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=np.nan), ValueError, "g_weight"),
+        (lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight="1"), TypeError, "g_weight"),
+        (lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=None), TypeError, "g_weight"),
+        (lambda: call_loss_fn(params={"generator": {}}), ValueError, "params"),
+        (lambda: call_loss_fn(params=[1, 2]), ValueError, "params"),
+        (lambda: call_loss_fn(x_real=jnp.zeros((6, 2))), ValueError, "generator.*x_real"),
+    ],
+)
+def test_bad_input_names_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_the_table_covers_every_public_function():
+    assert set(gan.__all__) == {"qp_losses", "hinge_losses", "single_loss"}

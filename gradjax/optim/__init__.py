@@ -14,3 +14,14 @@ from ._clipping import soft_clip_by_global_norm as soft_clip_by_global_norm
 from ._clipping import soft_clip_by_leaf_norm as soft_clip_by_leaf_norm
 from ._multipliers import map_gradients as map_gradients
 from ._multipliers import scale_by_multipliers as scale_by_multipliers
+
+__all__ = [
+    "accumulate",
+    "clip_by_global_norm",
+    "clip_by_leaf_norm",
+    "map_gradients",
+    "microbatched_value_and_grad",
+    "scale_by_multipliers",
+    "soft_clip_by_global_norm",
+    "soft_clip_by_leaf_norm",
+]

@@ -13,13 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradjax._checks import check_bool, check_int, inexact_tree
+
 PyTree = Any
 
 
 def _accumulator_dtype(tree: PyTree) -> Any:
-    """The dtype every leaf of ``tree`` fits in: the leaves' own dtype when they share one."""
+    """The dtype every leaf of ``tree`` fits in, float32 or wider (bf16 sums lose digits)."""
     dtypes = [x.dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.result_type(*dtypes) if dtypes else jnp.float32
+    return jnp.promote_types(jnp.result_type(*dtypes) if dtypes else jnp.float32, jnp.float32)
 
 
 def accumulate(
@@ -35,9 +37,11 @@ def accumulate(
     updates only. With ``k`` equal-size micro-batches of a mean-reduced loss the
     parameters follow one big batch of ``k`` times the size, up to rounding. Built on
     ``optax.MultiSteps`` (its state is a ``MultiStepsState``; ``state.mini_step == 0``
-    after a real update), with the accumulator in the parameters' own dtype (float64
-    stays float64; a tree mixing dtypes accumulates in the widest), where
-    ``optax.MultiSteps`` defaults to float32.
+    after a real update), with the accumulator in the parameters' dtype or float32,
+    whichever is wider: float64 stays float64 (where ``optax.MultiSteps`` defaults to
+    float32), bf16/float16 gradients are summed in float32 and the mean handed to
+    ``optimizer`` in their own dtype, and a tree mixing dtypes accumulates in the
+    widest. A NaN gradient makes that window's mean, and so the update, NaN.
 
     Layers coupled across the batch (BatchNorm statistics) break the equivalence: they
     see micro-batches, not the big batch.
@@ -51,7 +55,18 @@ def accumulate(
       An ``optax.GradientTransformationExtraArgs``.
 
     Example:
-      >>> tx = gj.optim.accumulate(optax.adam(1e-3), every_k=8)  # batch 16 acts as 128
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from gradjax import optim
+      >>> tx = optim.accumulate(optax.sgd(1.0), every_k=2)
+      >>> state = tx.init(jnp.zeros(2))
+      >>> u, state = tx.update(jnp.array([1.0, 2.0]), state)  # first micro-step: no move
+      >>> u
+      Array([0., 0.], dtype=float32)
+      >>> u, state = tx.update(jnp.array([3.0, 6.0]), state)  # -mean of the two
+      >>> u
+      Array([-2., -4.], dtype=float32)
+      >>> tx = optim.accumulate(optax.adam(1e-3), every_k=8)  # batch 16 acts as 128
 
     References:
       Su Jianlin, "Trading time for results: a gradient accumulation optimizer for
@@ -61,11 +76,7 @@ def accumulate(
         raise TypeError(
             f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
         )
-    if isinstance(every_k, bool) or not isinstance(every_k, int | np.integer):
-        raise TypeError(f"every_k must be an int, got {every_k!r}")
-    if every_k < 1:
-        raise ValueError(f"every_k must be >= 1, got {every_k}")
-    every_k = int(every_k)
+    every_k = check_int("every_k", every_k, 1)
 
     def multi_steps(dtype) -> optax.MultiSteps:
         return optax.MultiSteps(optimizer, every_k, accumulator_dtype=dtype)
@@ -74,6 +85,7 @@ def accumulate(
         return multi_steps(_accumulator_dtype(params)).init(params)
 
     def update_fn(updates, state, params=None, **extra_args):
+        inexact_tree("updates", updates)
         dtype = _accumulator_dtype(state.acc_grads)
         return multi_steps(dtype).update(updates, state, params, **extra_args)
 
@@ -122,9 +134,9 @@ def microbatched_value_and_grad(
         every micro-batch; batch-coupled layers (BatchNorm) see micro-batches.
       num_microbatches: n ≥ 1; must divide the batch size (else ``ValueError``).
       has_aux: as in ``jax.value_and_grad``. The aux outputs of the micro-batches are
-        **stacked** on a new leading axis of size n (nothing is lost: take
-        ``.mean(0)`` of a mean-reduced metric, ``.reshape(-1, ...)`` of per-example
-        outputs).
+        **stacked** on a new leading axis of size n, also for n = 1 (nothing is lost:
+        take ``.mean(0)`` of a mean-reduced metric, ``.reshape(-1, ...)`` of
+        per-example outputs).
 
     Returns:
       A function with ``loss_fn``'s signature returning ``(value, grads)``, or
@@ -133,8 +145,16 @@ def microbatched_value_and_grad(
       in the parameters' dtype).
 
     Example:
-      >>> grad_fn = gj.optim.microbatched_value_and_grad(loss_fn, 16)
-      >>> loss, grads = grad_fn(params, (x, y))  # x.shape[0] = 4096: 16 of 256
+      >>> import jax.numpy as jnp
+      >>> from gradjax import optim
+      >>> def loss_fn(w, batch):
+      ...     x, y = batch
+      ...     return jnp.mean((x @ w - y) ** 2)
+      >>> x, y = jnp.arange(8.0).reshape(4, 2), jnp.ones(4)
+      >>> grad_fn = optim.microbatched_value_and_grad(loss_fn, 2)  # 2 micro-batches of 2
+      >>> loss, grads = grad_fn(jnp.zeros(2), (x, y))
+      >>> loss, grads
+      (Array(1., dtype=float32), Array([-6., -8.], dtype=float32))
 
     References:
       Su Jianlin, "Trading time for results: a gradient accumulation optimizer for
@@ -142,18 +162,18 @@ def microbatched_value_and_grad(
     """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    if isinstance(num_microbatches, bool) or not isinstance(num_microbatches, int | np.integer):
-        raise TypeError(f"num_microbatches must be an int, got {num_microbatches!r}")
-    if num_microbatches < 1:
-        raise ValueError(f"num_microbatches must be >= 1, got {num_microbatches}")
-    num_microbatches = int(num_microbatches)
+    num_microbatches = check_int("num_microbatches", num_microbatches, 1)
+    has_aux = check_bool("has_aux", has_aux)
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)
 
     @functools.wraps(loss_fn)
     def wrapped(params, batch, *args, **kwargs):
         _batch_size(batch, num_microbatches)
-        if num_microbatches == 1:
-            return value_and_grad(params, batch, *args, **kwargs)
+        if num_microbatches == 1:  # aux stacked on a leading axis of size 1, as for n > 1
+            out, grads = value_and_grad(params, batch, *args, **kwargs)
+            if has_aux:
+                out = (out[0], jax.tree.map(lambda a: jnp.expand_dims(a, 0), out[1]))
+            return out, grads
         micro = jax.tree.map(
             lambda x: jnp.reshape(x, (num_microbatches, -1, *np.shape(x)[1:])), batch
         )

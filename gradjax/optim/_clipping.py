@@ -16,53 +16,47 @@ Norms are accumulated in float32 or wider whatever the gradient dtype, updates k
 their dtype (bf16 in, bf16 out), and a zero gradient gives zeros (no NaN): s₁ is
 computed as γ / max(‖g‖, γ), and the norm has a finite derivative at zero, so gradients
 through the update (meta-learning) stay finite too.
+
+Complex gradients are supported: ‖g‖² = Σ|gᵢ|² = Σ gᵢ·conj(gᵢ), so ``[3+4j, 0]`` has norm 5.
+Integer or bool gradients are a ``TypeError`` naming ``updates`` (scaling them would
+truncate to zeros). A NaN or Inf gradient makes the norm non-finite, so the whole
+clipped tree (or leaf) is NaN: the failure shows, it is never masked.
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from gradjax._checks import check_scalar, inexact_tree
 
 PyTree = Any
 
 
-def _check_max_norm(max_norm: Any) -> None:
-    if isinstance(max_norm, bool) or not (
-        isinstance(max_norm, numbers.Real) or isinstance(max_norm, np.ndarray | jax.Array)
-    ):
-        raise TypeError(f"max_norm must be a positive float, got {max_norm!r}")
-    if np.ndim(max_norm) != 0:
-        raise ValueError(f"max_norm must be a scalar, got shape {np.shape(max_norm)}")
-    if isinstance(max_norm, jax.core.Tracer):
-        return  # a traced max_norm (a schedule, a meta-gradient) cannot be checked here
-    if not np.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"max_norm must be positive and finite, got {max_norm}")
-
-
 def _wide(x: jax.Array) -> jax.Array:
-    """``x`` in float32 or wider, where norms and scales are computed."""
+    """``x`` in float32 or wider (complex64 for complex), where norms and scales are computed."""
+    x = jnp.asarray(x)
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _squared_norm(x: jax.Array) -> jax.Array:
-    x = _wide(x)
-    return jnp.sum(x * x)
+def _norm(tree: PyTree) -> jax.Array:
+    """‖tree‖ = sqrt(Σ|x|²) accumulated wide, with a finite derivative at zero.
 
-
-def _sqrt(squared_norm: jax.Array) -> jax.Array:
-    """The norm, with a finite derivative at zero (for gradients through the update)."""
-    positive = squared_norm > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared_norm, 1)), 0)
+    ``optax.tree.norm`` sums |x|² (x·conj(x) for complex leaves); the leaves are widened
+    first so a bf16/float16 squared norm cannot overflow, and the square root is guarded
+    so gradients through the update (meta-learning) stay finite at g = 0.
+    """
+    squared = optax.tree.norm(jax.tree.map(_wide, tree), squared=True)
+    zero = squared == 0  # (not ``squared > 0``, which would turn a NaN norm into 0)
+    return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, squared)))
 
 
 def _scale(x: jax.Array, scale: jax.Array) -> jax.Array:
     wide = _wide(x)
-    return (wide * scale.astype(wide.dtype)).astype(x.dtype)
+    return (wide * scale.astype(wide.dtype)).astype(jnp.result_type(x))
 
 
 def _hard_scale(norm: jax.Array, max_norm: Any) -> jax.Array:
@@ -75,16 +69,19 @@ def _soft_scale(norm: jax.Array, max_norm: Any) -> jax.Array:
     return max_norm / (norm + max_norm)
 
 
+def _check_max_norm(max_norm: Any) -> None:
+    check_scalar("max_norm", max_norm, low=0.0, strict=True)
+
+
 def _global_transform(scale_fn, max_norm) -> optax.GradientTransformation:
     _check_max_norm(max_norm)
 
     def update_fn(updates, state, params=None):
         del params
-        leaves = jax.tree.leaves(updates)
-        if not leaves:
+        inexact_tree("updates", updates)
+        if not jax.tree.leaves(updates):
             return updates, state
-        norm = _sqrt(sum(_squared_norm(x) for x in leaves))
-        scale = scale_fn(norm, max_norm)
+        scale = scale_fn(_norm(updates), max_norm)
         return jax.tree.map(lambda x: _scale(x, scale), updates), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
@@ -94,10 +91,11 @@ def _leaf_transform(scale_fn, max_norm) -> optax.GradientTransformation:
     _check_max_norm(max_norm)
 
     def clip_leaf(x):
-        return _scale(x, scale_fn(_sqrt(_squared_norm(x)), max_norm))
+        return _scale(x, scale_fn(_norm(x), max_norm))
 
     def update_fn(updates, state, params=None):
         del params
+        inexact_tree("updates", updates)
         return jax.tree.map(clip_leaf, updates), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
@@ -107,19 +105,28 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     r"""Hard clipping (clip-1): rescales the whole gradient tree to a global norm of at most γ.
 
     .. math:: g \leftarrow g \cdot \min\Big(1, \frac{\gamma}{\|g\|}\Big),
-              \qquad \|g\|^2 = \textstyle\sum_{\text{leaves}} \sum g_{ij}^2
+              \qquad \|g\|^2 = \textstyle\sum_{\text{leaves}} \sum |g_{ij}|^2
 
     The direction is kept; the output norm is ``min(‖g‖, γ)``. Same result as
     ``optax.clip_by_global_norm`` up to rounding, with the norm in float32 or wider.
 
     Args:
-      max_norm: γ > 0, the largest global norm let through.
+      max_norm: γ > 0, finite, the largest global norm let through. A Python, NumPy or JAX
+        scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
 
     Example:
-      >>> tx = optax.chain(gj.optim.clip_by_global_norm(1.0), optax.adam(1e-3))
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from gradjax import optim
+      >>> tx = optim.clip_by_global_norm(1.0)
+      >>> grads = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([4.0])}  # ‖g‖ = 5
+      >>> updates, _ = tx.update(grads, tx.init(grads))
+      >>> updates["a"], updates["b"]
+      (Array([0.6, 0. ], dtype=float32), Array([0.8], dtype=float32))
+      >>> tx = optax.chain(optim.clip_by_global_norm(1.0), optax.adam(1e-3))
 
     References:
       Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
@@ -140,13 +147,19 @@ def soft_clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     smoothness guarantees safe, for η = 1/L₀ and γ = L₀/L₁.
 
     Args:
-      max_norm: γ > 0, the norm the output approaches for large gradients.
+      max_norm: γ > 0, finite, the norm the output approaches for large gradients. A
+        Python, NumPy or JAX scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
 
     Example:
-      >>> tx = optax.chain(gj.optim.soft_clip_by_global_norm(1.0), optax.sgd(0.1))
+      >>> import jax.numpy as jnp
+      >>> from gradjax import optim
+      >>> tx = optim.soft_clip_by_global_norm(1.0)
+      >>> updates, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(None))  # 1/(5 + 1)
+      >>> updates
+      Array([0.5      , 0.6666667], dtype=float32)
 
     References:
       Zhang, He, Sra & Jadbabaie, "Why gradient clipping accelerates training",
@@ -161,13 +174,20 @@ def clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
     .. math:: g_i \leftarrow g_i \cdot \min\Big(1, \frac{\gamma}{\|g_i\|}\Big)
 
     Args:
-      max_norm: γ > 0, the largest norm let through for any single leaf.
+      max_norm: γ > 0, finite, the largest norm let through for any single leaf. A
+        Python, NumPy or JAX scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
 
     Example:
-      >>> tx = optax.chain(gj.optim.clip_by_leaf_norm(1.0), optax.sgd(0.1))
+      >>> import jax.numpy as jnp
+      >>> from gradjax import optim
+      >>> tx = optim.clip_by_leaf_norm(1.0)
+      >>> grads = {"big": jnp.array([3.0, 4.0]), "small": jnp.array([0.3, 0.4])}
+      >>> updates, _ = tx.update(grads, tx.init(grads))
+      >>> updates["big"], updates["small"]
+      (Array([0.6, 0.8], dtype=float32), Array([0.3, 0.4], dtype=float32))
 
     References:
       Zhang, He, Sra & Jadbabaie, "Why gradient clipping accelerates training",
@@ -182,13 +202,21 @@ def soft_clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
     .. math:: g_i \leftarrow g_i \cdot \frac{\gamma}{\|g_i\| + \gamma}
 
     Args:
-      max_norm: γ > 0, the norm each leaf's output approaches for large gradients.
+      max_norm: γ > 0, finite, the norm each leaf's output approaches for large
+        gradients. A Python, NumPy or JAX scalar; a traced one (a schedule) is used
+        unchecked.
 
     Returns:
       A stateless ``optax.GradientTransformation``.
 
     Example:
-      >>> tx = optax.chain(gj.optim.soft_clip_by_leaf_norm(1.0), optax.sgd(0.1))
+      >>> import jax.numpy as jnp
+      >>> from gradjax import optim
+      >>> tx = optim.soft_clip_by_leaf_norm(1.0)
+      >>> grads = {"big": jnp.array([3.0, 4.0]), "zero": jnp.zeros(2)}
+      >>> updates, _ = tx.update(grads, tx.init(grads))
+      >>> updates["big"], updates["zero"]
+      (Array([0.5      , 0.6666667], dtype=float32), Array([0., 0.], dtype=float32))
 
     References:
       Zhang, He, Sra & Jadbabaie, "Why gradient clipping accelerates training",

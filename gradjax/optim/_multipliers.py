@@ -1,13 +1,15 @@
 """Per-leaf update multipliers (layer-wise learning rates) and per-leaf gradient maps.
 
 Both transformations address a leaf by its *path*: the keys leading to it joined by
-"/" (dict keys as ``str``, sequence indices in decimal, attribute names), so the flax
-parameter ``{"params": {"Dense_0": {"kernel": ...}}}`` is ``"params/Dense_0/kernel"``.
+"/" (``jax.tree_util.keystr(key_path, simple=True, separator="/")``: dict keys as ``str``,
+sequence indices in decimal, attribute names), so the flax parameter
+``{"params": {"Dense_0": {"kernel": ...}}}`` is ``"params/Dense_0/kernel"``. A regex
+addresses a leaf when it fullmatches the leaf's path or a prefix of it ending at a key
+boundary (``"params/Dense_0"`` addresses the whole layer).
 """
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,56 +19,50 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradjax._checks import check_bool, check_scalar, inexact_tree
+
 PyTree = Any
 Multipliers = Mapping[str, float] | Callable[[str, jax.Array], Any] | PyTree
 
 
-def key_name(key: Any) -> str:
-    """The text of one path entry: dict key, sequence index or attribute name."""
-    if isinstance(key, jax.tree_util.DictKey):
-        return str(key.key)
-    if isinstance(key, jax.tree_util.SequenceKey):
-        return str(key.idx)
-    if isinstance(key, jax.tree_util.GetAttrKey):
-        return key.name
-    if isinstance(key, jax.tree_util.FlattenedIndexKey):
-        return str(key.key)
-    return str(key)
+def _path(key_path: tuple) -> str:
+    """A leaf's "/"-joined path: ``(DictKey("a"), SequenceKey(0))`` -> "a/0"."""
+    return jax.tree_util.keystr(key_path, simple=True, separator="/")
 
 
-def leaf_path(key_path: tuple) -> str:
-    """Joins a ``jax.tree_util`` key path with "/": ``(DictKey("a"), SequenceKey(0))`` -> "a/0"."""
-    return "/".join(key_name(k) for k in key_path)
-
-
-def map_with_path(fn: Callable[[str, Any], Any], tree: PyTree) -> PyTree:
+def _map_with_path(fn: Callable[[str, Any], Any], tree: PyTree) -> PyTree:
     """``jax.tree.map`` whose function also receives each leaf's "/"-joined path."""
-    return jax.tree_util.tree_map_with_path(lambda kp, leaf: fn(leaf_path(kp), leaf), tree)
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, numbers.Real):
-        return True
-    return isinstance(value, np.ndarray | jax.Array) and np.ndim(value) == 0
+    return jax.tree_util.tree_map_with_path(lambda kp, leaf: fn(_path(kp), leaf), tree)
 
 
 def _scale_leaf(update: jax.Array, multiplier: Any) -> jax.Array:
-    """``update * multiplier`` computed in float32 or wider, returned in the update's dtype."""
-    if isinstance(multiplier, numbers.Real) and not isinstance(multiplier, bool):
-        if multiplier == 1:
-            return update
-        if multiplier == 0:  # exactly frozen, even where the update is not finite
-            return jnp.zeros_like(update)
+    """``update * multiplier`` computed in float32 or wider, returned in the update's dtype.
+
+    A multiplier of 0 gives 0 where the update is finite and NaN where it is not: a
+    failing gradient shows even on a frozen leaf.
+    """
+    if isinstance(multiplier, int | float | np.number) and multiplier == 1:
+        return update
+    update = jnp.asarray(update)
     compute = jnp.promote_types(update.dtype, jnp.float32)
     scaled = update.astype(compute) * jnp.asarray(multiplier, compute)
     return scaled.astype(update.dtype)
 
 
+def _is_regex_table(multipliers: Any) -> bool:
+    """A non-empty flat dict of str keys whose values are leaves (not sub-trees)."""
+    return (
+        isinstance(multipliers, Mapping)
+        and bool(multipliers)
+        and all(isinstance(k, str) for k in multipliers)
+        and all(jax.tree_util.treedef_is_leaf(jax.tree.structure(v)) for v in multipliers.values())
+    )
+
+
 def _regex_table(multipliers: Mapping[str, Any]) -> list[tuple[re.Pattern, Any]]:
     table = []
     for pattern, value in multipliers.items():
+        check_scalar(f"multipliers[{pattern!r}]", value)
         try:
             compiled = re.compile(pattern)
         except re.error as err:
@@ -77,27 +73,54 @@ def _regex_table(multipliers: Mapping[str, Any]) -> list[tuple[re.Pattern, Any]]
     return table
 
 
-def _is_regex_table(multipliers: Any) -> bool:
-    return (
-        isinstance(multipliers, Mapping)
-        and all(isinstance(k, str) for k in multipliers)
-        and all(_is_number(v) for v in multipliers.values())
-    )
+def _first_match(table: list[tuple[re.Pattern, Any]], key_path: tuple) -> int | None:
+    """Index of the first pattern that fullmatches the leaf's path or a prefix of it."""
+    prefixes = [_path(key_path[:i]) for i in range(1, len(key_path) + 1)] or [""]
+    for index, (pattern, _) in enumerate(table):
+        if any(pattern.fullmatch(prefix) for prefix in prefixes):
+            return index
+    return None
 
 
-def _check_numbers(multipliers: PyTree) -> None:
-    leaves = jax.tree.leaves(multipliers)
+def _regex_factors(table, tree: PyTree, allow_unused: bool) -> PyTree:
+    """Each leaf's factor (1.0 if no pattern matches); unused patterns are a ValueError."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    winners = [_first_match(table, key_path) for key_path, _ in paths]
+    unused = [table[i][0].pattern for i in range(len(table)) if i not in winners]
+    if paths and unused and not allow_unused:
+        sample = ", ".join(repr(_path(kp)) for kp, _ in paths[:4])
+        more = ", ..." if len(paths) > 4 else ""
+        raise ValueError(
+            f"multipliers: the patterns {unused} apply to no leaf (they match no leaf path "
+            f"or path prefix, or only leaves an earlier pattern already took); the paths "
+            f"are {sample}{more}. Pass allow_unused=True to accept this."
+        )
+    factors = [1.0 if i is None else table[i][1] for i in winners]
+    return jax.tree.unflatten(treedef, factors)
+
+
+def _check_pytree(multipliers: PyTree) -> None:
+    leaves = jax.tree_util.tree_leaves_with_path(multipliers)
     if not leaves:
         raise ValueError(f"multipliers must hold at least one number, got {multipliers!r}")
-    for leaf in leaves:
-        if not _is_number(leaf):
-            raise TypeError(
-                "multipliers must be a dict of regex -> float, a callable (path, leaf) -> float "
-                f"or a pytree of floats; found the leaf {leaf!r} of type {type(leaf).__name__}"
-            )
+    for key_path, leaf in leaves:
+        check_scalar(f"multipliers{jax.tree_util.keystr(key_path)}", leaf)
 
 
-def scale_by_multipliers(multipliers: Multipliers) -> optax.GradientTransformation:
+def _prefix_factors(prefix: PyTree, updates: PyTree) -> PyTree:
+    try:
+        return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), prefix, updates)
+    except ValueError as err:
+        raise ValueError(
+            "multipliers: the pytree of floats must have the structure of the updates "
+            f"or a prefix of it; got {jax.tree.structure(prefix)} for updates with "
+            f"{jax.tree.structure(updates)} ({err})"
+        ) from None
+
+
+def scale_by_multipliers(
+    multipliers: Multipliers, *, allow_unused: bool = False
+) -> optax.GradientTransformation:
     r"""Multiplies each leaf's update by its own factor: an exact layer-wise learning rate.
 
     .. math:: u_i \leftarrow m_i\,u_i
@@ -105,7 +128,8 @@ def scale_by_multipliers(multipliers: Multipliers) -> optax.GradientTransformati
     Chained after any optimizer (``optax.chain(optax.adam(lr), scale_by_multipliers(m))``),
     leaf ``i`` moves exactly as it would under the same optimizer with learning rate
     ``m_i·lr``: the optimizer's state is untouched and its step is linear in the learning
-    rate. ``m_i = 0`` freezes the leaf (its update is exactly zero).
+    rate. ``m_i = 0`` freezes the leaf: its update is zero wherever the incoming update is
+    finite (a NaN or Inf update stays NaN, so a failing gradient is never masked).
 
     This is the exact form of the re-parameterisation trick: training φ with θ = λφ
     multiplies θ's gradient by λ and its step by λ again, so SGD (with or without
@@ -115,13 +139,20 @@ def scale_by_multipliers(multipliers: Multipliers) -> optax.GradientTransformati
     built; a multiplier on the update has none of these caveats and works for any
     optimizer.
 
-    A leaf's *path* joins its keys with "/": dict keys as ``str``, sequence indices in
-    decimal, attribute names; flax parameters give ``"params/Dense_0/kernel"``.
+    A leaf's *path* joins its keys with "/" (``jax.tree_util.keystr(path, simple=True,
+    separator="/")``): dict keys as ``str``, sequence indices in decimal, attribute
+    names; flax parameters give ``"params/Dense_0/kernel"``.
 
     Args:
       multipliers: one of
-        * a flat dict ``{regex: float}``: the first pattern that ``re.fullmatch``-es
-          the leaf's path gives its factor (dict order); unmatched leaves get 1.0;
+
+        * a flat dict ``{regex: float}``. A pattern *matches* a leaf when it
+          ``re.fullmatch``-es the leaf's path or one of its prefixes ending at a key
+          boundary, so ``{"enc": 0.0}`` freezes every leaf under ``"enc/"`` (and
+          ``"enc/w"`` only that leaf). The first matching pattern (dict order) gives the
+          factor; leaves no pattern matches get 1.0. A pattern that gives its factor to
+          no leaf (it matches nothing, or only leaves an earlier pattern took) is a
+          ``ValueError`` at ``init`` and at ``update``, unless ``allow_unused``.
         * a callable ``(path, update_leaf) -> float`` (or a scalar array), called
           once per leaf when the update is traced;
         * a pytree of floats with the structure of the parameters, or a prefix of it
@@ -129,68 +160,67 @@ def scale_by_multipliers(multipliers: Multipliers) -> optax.GradientTransformati
           ``{"params": {"Dense_0": 0.0, "Dense_1": 0.1, "Dense_2": 1.0}}``.
           A flat dict of floats is read as the regex table above.
 
+        Factors are real scalars (Python, NumPy or JAX; traced ones pass unchecked),
+        finite; a negative factor reverses that leaf's step (gradient reversal).
+      allow_unused: accept regex patterns that apply to no leaf (default ``False``).
+
     Returns:
       A stateless ``optax.GradientTransformation``; updates keep their dtype (the
-      product is formed in float32 or wider).
+      product is formed in float32 or wider; complex updates are scaled as such).
+      Integer updates are a ``TypeError`` naming ``updates``.
 
     Example:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from gradjax import optim
+      >>> grads = {"enc": {"w": jnp.ones(2), "b": jnp.ones(1)}, "dec": jnp.ones(2)}
+      >>> tx = optim.scale_by_multipliers({"enc": 0.0, "dec": 0.5})
+      >>> updates, _ = tx.update(grads, tx.init(grads))
+      >>> updates["enc"]["w"], updates["dec"]
+      (Array([0., 0.], dtype=float32), Array([0.5, 0.5], dtype=float32))
       >>> tx = optax.chain(
       ...     optax.adam(1e-3),
-      ...     gj.optim.scale_by_multipliers({r"params/Dense_0/.*": 0.0, r".*/bias": 0.1}),
+      ...     optim.scale_by_multipliers({r"params/Dense_0": 0.0, r".*/bias": 0.1}),
       ... )
 
     References:
       Su Jianlin, "Making Keras cooler: layer-wise learning rates and free gradients"
       (kexue.fm/archives/6418), 2019.
     """
-    if callable(multipliers) and not isinstance(multipliers, Mapping):
+    allow_unused = check_bool("allow_unused", allow_unused)
+    is_callable = callable(multipliers) and not isinstance(multipliers, Mapping)
+    if is_callable:
         resolve = multipliers
 
         def factors(updates):
-            return map_with_path(lambda path, u: _checked_factor(resolve(path, u), path), updates)
+            return _map_with_path(
+                lambda path, u: check_scalar(f"multipliers({path!r}, leaf)", resolve(path, u)),
+                updates,
+            )
 
     elif _is_regex_table(multipliers):
         table = _regex_table(multipliers)
 
-        def factor_of(path: str) -> Any:
-            for pattern, value in table:
-                if pattern.fullmatch(path):
-                    return value
-            return 1.0
-
         def factors(updates):
-            return map_with_path(lambda path, _: factor_of(path), updates)
+            return _regex_factors(table, updates, allow_unused)
 
     else:
-        _check_numbers(multipliers)
-        prefix = multipliers
+        _check_pytree(multipliers)
 
         def factors(updates):
-            try:
-                return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), prefix, updates)
-            except ValueError as err:
-                raise ValueError(
-                    "multipliers: the pytree of floats must have the structure of the updates "
-                    f"or a prefix of it; got {jax.tree.structure(prefix)} for updates with "
-                    f"{jax.tree.structure(updates)} ({err})"
-                ) from None
+            return _prefix_factors(multipliers, updates)
+
+    def init_fn(params):
+        if not is_callable and jax.tree.leaves(params):
+            factors(params)  # an unused pattern or a mismatched pytree fails here already
+        return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
         del params
+        inexact_tree("updates", updates)
         return jax.tree.map(_scale_leaf, updates, factors(updates)), state
 
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
-
-
-def _checked_factor(value: Any, path: str) -> Any:
-    if isinstance(value, bool) or not (
-        isinstance(value, numbers.Real) or (hasattr(value, "shape") and np.ndim(value) == 0)
-    ):
-        raise TypeError(
-            f"multipliers: the callable must return a float or a scalar array; for the leaf "
-            f"{path!r} it returned {value!r}"
-        )
-    return value
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def map_gradients(fn: Callable[[str, jax.Array], jax.Array]) -> optax.GradientTransformation:
@@ -208,11 +238,20 @@ def map_gradients(fn: Callable[[str, jax.Array], jax.Array]) -> optax.GradientTr
         "/"-joined key path (``"params/Dense_0/kernel"`` for flax parameters).
 
     Returns:
-      A stateless ``optax.GradientTransformation``.
+      A stateless ``optax.GradientTransformation``. Each output is cast back to its
+      gradient's dtype (``fn`` returning ``g > 0`` or a float32 array for a bf16
+      leaf does not change the update's dtype); a complex output for a real gradient
+      is a ``TypeError``, as are integer gradients (naming ``updates``).
 
     Example:
-      >>> freeze_biases = gj.optim.map_gradients(
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from gradjax import optim
+      >>> freeze_biases = optim.map_gradients(
       ...     lambda path, g: jnp.zeros_like(g) if path.endswith("bias") else g)
+      >>> grads = {"dense": {"bias": jnp.ones(2), "kernel": jnp.ones(2)}}
+      >>> freeze_biases.update(grads, freeze_biases.init(grads))[0]["dense"]
+      {'bias': Array([0., 0.], dtype=float32), 'kernel': Array([1., 1.], dtype=float32)}
       >>> tx = optax.chain(freeze_biases, optax.sgd(0.1))
 
     References:
@@ -223,16 +262,28 @@ def map_gradients(fn: Callable[[str, jax.Array], jax.Array]) -> optax.GradientTr
         raise TypeError(f"fn must be a callable (path, g) -> g, got {type(fn).__name__}")
 
     def apply(path: str, g: jax.Array) -> jax.Array:
-        out = jnp.asarray(fn(path, g))
+        out = fn(path, g)
+        try:
+            out = jnp.asarray(out)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"fn must return an array; for the leaf {path!r} it returned {type(out).__name__}"
+            ) from None
         if out.shape != np.shape(g):
             raise ValueError(
                 f"fn must keep each gradient's shape; for the leaf {path!r} of shape {np.shape(g)} "
                 f"it returned shape {out.shape}"
             )
-        return out
+        if jnp.iscomplexobj(out) and not jnp.iscomplexobj(g):
+            raise TypeError(
+                f"fn returned a complex array for the real gradient {path!r}; "
+                "its imaginary part would be dropped"
+            )
+        return out.astype(jnp.result_type(g))
 
     def update_fn(updates, state, params=None):
         del params
-        return map_with_path(apply, updates), state
+        inexact_tree("updates", updates)
+        return _map_with_path(apply, updates), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)
