@@ -1,11 +1,23 @@
-"""EM as lax.scan: K-Means (hard and soft) and pLSA."""
+"""EM as lax.scan: K-Means (hard, soft and mini-batch) and pLSA."""
 
+from ._assign import assign as assign
 from ._kmeans import KMeansResult as KMeansResult
-from ._kmeans import assign as assign
 from ._kmeans import kmeans as kmeans
-from ._kmeans import kmeans_plusplus as kmeans_plusplus
 from ._plsa import PLSAResult as PLSAResult
 from ._plsa import plsa as plsa
 from ._plsa import plsa_fold_in as plsa_fold_in
 from ._plsa import plsa_log_likelihood as plsa_log_likelihood
+from ._seeding import kmeans_plusplus as kmeans_plusplus
 from ._soft_kmeans import soft_kmeans as soft_kmeans
+
+__all__ = [
+    "KMeansResult",
+    "PLSAResult",
+    "assign",
+    "kmeans",
+    "kmeans_plusplus",
+    "plsa",
+    "plsa_fold_in",
+    "plsa_log_likelihood",
+    "soft_kmeans",
+]
