@@ -114,8 +114,10 @@ def _reassign(state, centroids, counts, x, w, ratio):
     one random number per update. A chosen point of zero weight moves nothing.
     """
     size = x.shape[0]
-    rank = jnp.argsort(jnp.argsort(counts))  # 0 for the smallest count
-    starved = (counts < ratio * jnp.max(counts)) & (rank < max(size // 2, 1))
+    starved = counts < ratio * jnp.max(counts)
+    if counts.shape[0] > size // 2:  # static: only then can the cap bind
+        rank = jnp.argsort(jnp.argsort(counts))  # 0 for the smallest count
+        starved = starved & (rank < max(size // 2, 1))
     num = jnp.sum(starved, dtype=jnp.int32)
     offset = jax.random.randint(jax.random.fold_in(state.key, state.num_updates), (), 0, size)
     stride = jnp.maximum(size // jnp.maximum(num, 1), 1)
