@@ -30,7 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_int
+from gradjax._checks import check_int, is_concrete
 
 from ._blocks import block_size_for, from_blocks, to_blocks
 from ._hamerly import HAMERLY
@@ -52,7 +52,25 @@ from ._lloyd import LLOYD
 from ._seeding import initial_centroids
 
 _ALGORITHMS = {"lloyd": LLOYD, "hamerly": HAMERLY}
-ALGORITHMS = tuple(_ALGORITHMS)
+ALGORITHMS = ("auto", *_ALGORITHMS)
+# "auto" takes Hamerly's bounds from about this many point-centroid pairs on. Measured on
+# 2 shared CPU cores, 20 iterations from the same init: n·k = 8e4 (5000 × 16) hamerly
+# 0.57x lloyd's speed, 1.3e6 (20k × 64) 1.05x, 7.7e6 (60k × 128) 1.11x, 5.1e7
+# (200k × 256) 1.66x (benchmarks/RESULTS.md, kmeans_lloyd).
+_HAMERLY_FROM_PAIRS = 1 << 20
+
+
+def choose_algorithm(x, num_clusters: int) -> str:
+    """What ``algorithm="auto"`` runs: Hamerly for large ``n·k`` on one CPU device.
+
+    Its gathers of the undecided points cross devices on sharded rows, and it was
+    measured on CPU only, so sharded inputs and other backends get Lloyd.
+    """
+    sharding = getattr(x, "sharding", None) if is_concrete(x) else None
+    one_device = sharding is None or len(sharding.device_set) == 1
+    cpu = jax.default_backend() == "cpu"
+    large = x.shape[0] * num_clusters >= _HAMERLY_FROM_PAIRS
+    return "hamerly" if large and one_device and cpu else "lloyd"
 
 
 class KMeansResult(NamedTuple):
@@ -88,7 +106,7 @@ def kmeans(
     n_init: int = 1,
     weights: jax.Array | None = None,
     block_size: int | None = None,
-    algorithm: str = "lloyd",
+    algorithm: str = "auto",
     metric: str = "euclidean",
 ) -> KMeansResult:
     """K-Means clustering by Lloyd's algorithm (hard EM), with restarts.
@@ -123,7 +141,10 @@ def kmeans(
       weights: optional (n,) non-negative sample weights; an integer weight counts
         as that many copies of the point.
       block_size: rows per distance block; default about 2²⁰ / k.
-      algorithm: "lloyd" computes every point-centroid distance in every E-step.
+      algorithm: every choice gives Lloyd's iterates. "auto" (the default) takes
+        "hamerly" from about 10⁶ point-centroid pairs (``n·k``) on a single CPU
+        device, "lloyd" otherwise (small data, sharded rows, other backends).
+        "lloyd" computes every point-centroid distance in every E-step.
         "hamerly" keeps two distance bounds per point (Hamerly 2010) and
         searches only the points whose label they leave open: the same iterates
         (up to ties within float rounding) with far fewer distance GEMMs once
@@ -163,6 +184,8 @@ def kmeans(
     w = as_weights(weights, n, x.dtype)
     init = check_init(init, k, d, x.dtype)
     check_choice("algorithm", algorithm, ALGORITHMS)
+    if algorithm == "auto":
+        algorithm = choose_algorithm(x, k)
     check_choice("metric", metric, METRICS)
     if metric == "cosine":
         check_unit_normalisable("x", x)
