@@ -31,10 +31,12 @@ import numpy as np
 from gradjax._checks import check_int
 
 from ._assign import assign as assign_points
-from ._blocks import block_size_for, to_blocks
+from ._blocks import block_size_for, nearest_by_columns, to_blocks
 from ._inputs import as_points, as_weights, check_init, check_nonnegative, check_num_clusters
 from ._lloyd import lloyd_sweep
 from ._seeding import initial_centroids
+
+_ONE_BLOCK = 1 << 22  # entries of the largest single distance block of a batch
 
 
 class MiniBatchKMeansState(NamedTuple):
@@ -128,17 +130,31 @@ def _reassign(state, centroids, counts, x, w, ratio):
     return centroids, jnp.where(moved, floor, counts)
 
 
+def batch_statistics(x, w, centroids):
+    """A batch's per-cluster sums ``Σ w x`` (k, d) and weights (k,) of the nearest centroid.
+
+    One (k, rows) distance block for batches up to ``_ONE_BLOCK`` entries, else the
+    row blocks of the Lloyd sweep (bounded memory for huge batches).
+    """
+    k = centroids.shape[0]
+    if x.shape[0] * k > _ONE_BLOCK:
+        block = block_size_for(x.shape[0], k)
+        sweep = lloyd_sweep(to_blocks(x, block), to_blocks(w, block), centroids)
+        return sweep.sums, sweep.counts
+    labels = nearest_by_columns(x, centroids)
+    return jax.ops.segment_sum(x * w[:, None], labels, k), jax.ops.segment_sum(w, labels, k)
+
+
 def _step(state, x, w, ratio):
     """One Sculley update (validated inputs)."""
     k = state.centroids.shape[0]
     # centred on the centroids' mean, as em.assign: float32 distances far from the origin
     origin = jnp.mean(state.centroids, axis=0)
     rel = state.centroids - origin
-    block = block_size_for(x.shape[0], k)
-    sweep = lloyd_sweep(to_blocks(x - origin, block), to_blocks(w, block), rel)
-    counts = state.counts + sweep.counts
-    got = sweep.counts > 0
-    moved = (state.counts[:, None] * rel + sweep.sums) / jnp.where(got, counts, 1)[:, None]
+    sums, batch_counts = batch_statistics(x - origin, w, rel)
+    counts = state.counts + batch_counts
+    got = batch_counts > 0
+    moved = (state.counts[:, None] * rel + sums) / jnp.where(got, counts, 1)[:, None]
     centroids = jnp.where(got[:, None], moved, rel) + origin
 
     since = state.since_reassign + x.shape[0]
