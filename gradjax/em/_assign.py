@@ -8,10 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_int
-
 from ._blocks import block_size_for, from_blocks, min_and_argmin, partial_sq_distances, to_blocks
-from ._inputs import as_points
+from ._inputs import as_points, check_block_size
 
 
 def nearest(xb: jax.Array, centroids: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -54,8 +52,7 @@ def assign(
     if centroids.shape[0] < 1:
         raise ValueError("centroids must hold at least one centroid, got 0 rows")
     centroids = jnp.asarray(centroids, x.dtype)
-    if block_size is not None:
-        check_int("block_size", block_size, 1)
+    block_size = check_block_size(block_size)
     return _assign(x, centroids, block_size_for(x.shape[0], centroids.shape[0], block_size))
 
 
