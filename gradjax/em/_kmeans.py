@@ -148,9 +148,8 @@ def kmeans(
         "hamerly" keeps two distance bounds per point (Hamerly 2010) and
         searches only the points whose label they leave open: the same iterates
         (up to ties within float rounding) with far fewer distance GEMMs once
-        the first iterations are past. It pays off for large ``n`` (n=200k,
-        k=256 on 2 CPU cores: 1.45x faster than "lloyd"), not for small data
-        (digits, 10 restarts: 3x slower, as its restarts run one after another).
+        the first iterations are past. It pays off for large ``n·k``, not for
+        small data, whose restarts it runs one after another (RESULTS.md).
         It gathers the undecided points, so it runs on sharded rows but moves
         them between devices: there, use "lloyd".
       metric: "euclidean", or "cosine" for spherical K-Means (Dhillon & Modha

@@ -133,6 +133,15 @@ def fit_minibatch_kmeans(
         total = None if callable(batches) or not hasattr(batches, "__len__") else len(batches)
         bar = tqdm(total=None if total is None else total * num_passes, unit="batch")
 
+    try:
+        return _drive(key, km, batches, num_passes, bar, options)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _drive(key, km, batches, num_passes, bar, options) -> MiniBatchKMeansState:
+    """The loop of :func:`fit_minibatch_kmeans`: stacks in, two device calls in flight."""
     state, in_flight, ones = None, None, {}
     for _ in range(num_passes):
         for group in _stacks(iter(batches() if callable(batches) else batches)):
@@ -158,5 +167,4 @@ def fit_minibatch_kmeans(
     jax.block_until_ready(state)
     if bar is not None:
         bar.update(in_flight[1])
-        bar.close()
     return state
