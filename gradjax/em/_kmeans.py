@@ -143,7 +143,9 @@ def kmeans(
       block_size: rows per distance block; default about 2²⁰ / k.
       algorithm: every choice gives Lloyd's iterates. "auto" (the default) takes
         "hamerly" from about 10⁶ point-centroid pairs (``n·k``) on a single CPU
-        device, "lloyd" otherwise (small data, sharded rows, other backends).
+        device, "lloyd" otherwise (small data, sharded rows, other backends);
+        inside the caller's ``jit`` it sees only the shape, so pass "lloyd" there
+        for sharded rows.
         "lloyd" computes every point-centroid distance in every E-step.
         "hamerly" keeps two distance bounds per point (Hamerly 2010) and
         searches only the points whose label they leave open: the same iterates
