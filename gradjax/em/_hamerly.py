@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from ._blocks import cluster_sums, min_and_argmin, partial_sq_distances
+from ._sweep import Algorithm, Sweep
 
 _GROUP = 16  # columns per group in `nearest_two`
 _SEARCH_ALL_ABOVE = 0.3  # undecided fraction above which every point is searched
@@ -147,3 +148,17 @@ def move_bounds(upper, lower, labels, old, new):
         return upper + shift[0], lower
     (first, second), (arg_first, _) = jax.lax.top_k(shift, 2)
     return upper + shift[labels], lower - jnp.where(labels == arg_first, second, first)
+
+
+def _sweep(xb, wb, x_sq, centroids, labels, bounds):
+    sums, counts, labels, dist, lower = hamerly_pass(xb, wb, x_sq, centroids, labels, *bounds)
+    return Sweep(sums, counts, labels, dist), (jnp.sqrt(dist), lower)
+
+
+# Bounds of zero with labels -1 leave every point undecided in the first sweep.
+HAMERLY = Algorithm(
+    start=lambda x_sq: (jnp.zeros_like(x_sq), jnp.zeros_like(x_sq)),
+    sweep=_sweep,
+    moved=lambda bounds, labels, old, new: move_bounds(*bounds, labels, old, new),
+    vmap_restarts=False,
+)

@@ -346,8 +346,11 @@ def plsa(
       ``converged`` false) if the fit broke down numerically.
 
     Example:
-      >>> corpus = gradjax.datasets.plsa_corpus(jax.random.key(0), 200, 500, 5)
-      >>> fit = plsa(jax.random.key(1), corpus.counts, 5, num_iters=200)
+      >>> import jax
+      >>> from gradjax import em
+      >>> from gradjax.datasets import plsa_corpus
+      >>> corpus = plsa_corpus(jax.random.key(0), 200, 500, 5)
+      >>> fit = em.plsa(jax.random.key(1), corpus.counts, 5, num_iters=200)
       >>> fit.p_w_given_z.shape, fit.p_z_given_d.shape
       ((5, 500), (200, 5))
 
@@ -407,7 +410,14 @@ def plsa_fold_in(
       (D, K) ``p(z|d)``, rows on the simplex; empty documents get ``1/K``.
 
     Example:
-      >>> theta = plsa_fold_in(jax.random.key(2), new_counts, fit.p_w_given_z)
+      >>> import jax
+      >>> from gradjax import em
+      >>> from gradjax.datasets import plsa_corpus
+      >>> corpus = plsa_corpus(jax.random.key(0), 60, 100, 3)
+      >>> fit = em.plsa(jax.random.key(1), corpus.counts[:50], 3, num_iters=50)
+      >>> theta = em.plsa_fold_in(jax.random.key(2), corpus.counts[50:], fit.p_w_given_z)
+      >>> theta.shape
+      (10, 3)
 
     References:
       T. Hofmann, "Probabilistic latent semantic indexing", SIGIR 1999 (folding-in).
@@ -446,7 +456,12 @@ def plsa_log_likelihood(
       A scalar of the counts' floating dtype.
 
     Example:
-      >>> plsa_log_likelihood(counts, fit.p_z_given_d, fit.p_w_given_z)
+      >>> import jax.numpy as jnp
+      >>> from gradjax import em
+      >>> counts = jnp.array([[2.0, 0.0], [1.0, 1.0]])
+      >>> uniform = jnp.full((2, 1), 1.0), jnp.full((1, 2), 0.5)  # p(z|d), p(w|z)
+      >>> round(float(em.plsa_log_likelihood(counts, *uniform)), 4)  # 4 log(1/2)
+      -2.7726
     """
     counts = _as_counts(counts)
     num_docs, vocab_size = counts.shape

@@ -29,18 +29,19 @@ import jax.numpy as jnp
 from gradjax._checks import check_int
 from gradjax._loop import scan_loop
 
+from ._assign import nearest
 from ._blocks import block_size_for, from_blocks, partial_sq_distances, to_blocks
-from ._kmeans import (
-    KMeansResult,
+from ._inputs import (
     as_points,
     as_weights,
+    check_block_size,
     check_init,
     check_nonnegative,
     check_num_clusters,
-    initial_centroids,
-    nearest,
     scaled_tolerance,
 )
+from ._kmeans import KMeansResult
+from ._seeding import initial_centroids
 
 
 class _SoftState(NamedTuple):
@@ -125,8 +126,7 @@ def soft_kmeans(
     check_nonnegative("tol", tol)
     if isinstance(stiffness, (int, float)) and not stiffness > 0:
         raise ValueError(f"stiffness must be > 0, got {stiffness}")
-    if block_size is not None:
-        check_int("block_size", block_size, 1)
+    block_size = check_block_size(block_size)
     w = as_weights(weights, n, x.dtype)
     init = check_init(init, k, d, x.dtype)
 

@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
-from gradjax.em import _hamerly
+from gradjax.em import _hamerly, _kmeans
 
 
 @functools.cache
@@ -90,7 +90,9 @@ def test_empty_cluster_takes_the_farthest_point_as_sklearn(algorithm):
 
 
 @pytest.mark.parametrize("search_all_above", [0.3, 2.0])  # the default / gather from the start
-def test_hamerly_gives_lloyds_iterates_with_either_search(monkeypatch, request, search_all_above):
+def test_hamerly_and_auto_give_lloyds_iterates_with_either_search(
+    monkeypatch, request, search_all_above
+):
     """Blobs in float64 with 150 rows per block: several gathered chunks and padding."""
     monkeypatch.setattr(_hamerly, "_SEARCH_ALL_ABOVE", search_all_above)
     jax.clear_caches()  # the threshold is read when tracing: no program compiled with another
@@ -101,11 +103,20 @@ def test_hamerly_gives_lloyds_iterates_with_either_search(monkeypatch, request, 
         x64 = np.asarray(x, np.float64)
         fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init=init, num_iters=15,
                                 tol=0.0, block_size=150)  # fmt: skip
-        lloyd, hamerly = fit(), fit(algorithm="hamerly")
-        np.testing.assert_allclose(hamerly.centroids, lloyd.centroids, rtol=0, atol=1e-10)
-        np.testing.assert_array_equal(hamerly.labels, lloyd.labels)
-        np.testing.assert_allclose(hamerly.inertia_trace, lloyd.inertia_trace, rtol=1e-10)
-        np.testing.assert_allclose(hamerly.inertia, lloyd.inertia, rtol=1e-10)
+        lloyd, hamerly = fit(algorithm="lloyd"), fit(algorithm="hamerly")
+        monkeypatch.setattr(_kmeans, "_HAMERLY_FROM_PAIRS", 0)  # "auto" takes hamerly here
+        auto = fit()
+        for out in (hamerly, auto):
+            np.testing.assert_allclose(out.centroids, lloyd.centroids, rtol=0, atol=1e-10)
+            np.testing.assert_array_equal(out.labels, lloyd.labels)
+            np.testing.assert_allclose(out.inertia_trace, lloyd.inertia_trace, rtol=1e-10)
+            np.testing.assert_allclose(out.inertia, lloyd.inertia, rtol=1e-10)
+
+
+def test_auto_takes_hamerly_for_many_point_centroid_pairs_only():
+    assert _kmeans.choose_algorithm(np.empty((1797, 64)), 10) == "lloyd"  # digits
+    expected = "hamerly" if jax.default_backend() == "cpu" else "lloyd"
+    assert _kmeans.choose_algorithm(np.empty((200_000, 64)), 256) == expected
 
 
 def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
@@ -272,6 +283,7 @@ def test_vmap_over_problems_equals_a_loop():
         ({"num_iters": -1}, ValueError, "num_iters"),
         ({"tol": -1.0}, ValueError, "tol"),
         ({"algorithm": "elkan"}, ValueError, "algorithm"),
+        ({"metric": "l1"}, ValueError, "metric"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, name):

@@ -1,4 +1,5 @@
-"""K-Means on points sharded over 8 (forced CPU) devices equals the single-device run."""
+"""K-Means and mini-batch K-Means on points sharded over 8 (forced CPU) devices equal the
+single-device run."""
 
 import subprocess
 import sys
@@ -37,6 +38,19 @@ SCRIPT = textwrap.dedent(
     assert int(many.num_iters) == int(one.num_iters)
     # the per-cluster sums are reduced across devices, not computed on one
     assert "all-reduce" in compiled.as_text()
+
+    # mini-batch K-Means: two updates (the second may reassign) on sharded batches
+    km = em.minibatch_kmeans(6, init=x[:6], reassignment_ratio=0.5)
+    update = jax.jit(km.update)
+    halves = [x[:1024], x[1024:]]
+    single = sharded = km.init(jax.random.key(0), x)
+    for half in halves:
+        single = update(single, half)
+        sharded = update(sharded, jax.device_put(half, NamedSharding(mesh, P("data", None))))
+    np.testing.assert_allclose(sharded.centroids, single.centroids, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sharded.counts, single.counts, rtol=1e-6)
+    half = jax.device_put(halves[0], NamedSharding(mesh, P("data", None)))
+    assert "all-reduce" in update.lower(single, half).compile().as_text()
     print("ok")
     """
 )

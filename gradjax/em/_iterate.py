@@ -1,0 +1,137 @@
+"""Lloyd iterations of several restarts at once, for any :class:`~._sweep.Algorithm`.
+
+Each iteration is one sweep (labels and cluster sums, by whichever algorithm),
+the empty-cluster repair, and the M-step of the metric: the weighted mean for
+"euclidean", the normalised sum for "cosine" (Dhillon & Modha 2001). One
+``scan_loop`` drives all restarts; a converged restart is frozen, and the loop
+stops stepping once all have converged.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradjax._loop import scan_loop
+
+from ._sweep import Algorithm, Aux, Sweep
+
+
+class IterState(NamedTuple):
+    """The state of all restarts together: every field has a leading restart axis."""
+
+    centroids: jax.Array  # (R, k, d)
+    labels: jax.Array  # (R, blocks, rows) int32, of the previous sweep
+    inertia: jax.Array  # (R,), of the centroids entering the last step
+    shift: jax.Array  # (R,), Σ_j ‖c_j⁺ - c_j‖² of the last step
+    same_labels: jax.Array  # (R,), the last sweep left every label unchanged
+    num_iters: jax.Array  # (R,) int32, steps taken before convergence
+    aux: Aux  # the algorithm's per-point state (R, ...)
+
+
+def sweep_restarts(algorithm: Algorithm, xb, wb, x_sq, centroids, labels, aux):
+    """``algorithm.sweep`` for each restart: vmapped, or mapped if it asks so."""
+
+    def one(c, l, a):
+        return algorithm.sweep(xb, wb, x_sq, c, l, a)
+
+    if algorithm.vmap_restarts:
+        return jax.vmap(one)(centroids, labels, aux)
+    return jax.lax.map(lambda args: one(*args), (centroids, labels, aux))
+
+
+def inertia_of(sweep: Sweep, wb, metric: str) -> jax.Array:
+    """``Σ w ‖x - c_a‖²``, or ``Σ w (1 - cos)`` (half of it, on unit vectors)."""
+    inertia = jnp.sum(wb * sweep.sq_distances, axis=(-2, -1))
+    return 0.5 * inertia if metric == "cosine" else inertia
+
+
+def centroids_from(sums, counts, old, metric: str):
+    """The M-step: the mean (euclidean) or the normalised sum (cosine); a centroid
+    with nothing to move to stays where it is."""
+    if metric == "cosine":
+        norm = jnp.linalg.norm(sums, axis=-1, keepdims=True)
+        return jnp.where(norm > 0, sums / jnp.where(norm > 0, norm, 1), old)
+    return jnp.where(counts[..., None] > 0, sums / jnp.where(counts > 0, counts, 1)[..., None], old)
+
+
+def relocate_empty(sums, counts, xb, wb, labels, dist):
+    """Empty clusters take the points farthest from their centroids (as scikit-learn).
+
+    The r-th empty cluster gets the r-th farthest positive-weight point, which
+    leaves its old cluster's statistics (one restart).
+    """
+    k, d = sums.shape
+    x_flat, w_flat = xb.reshape(-1, d), wb.reshape(-1)
+    score = jnp.where(w_flat > 0, dist.reshape(-1), -1)
+    _, far = jax.lax.top_k(score, k)
+    empty = counts <= 0
+    point = far[jnp.clip(jnp.cumsum(empty) - 1, 0, k - 1)]  # (k,): the point each would take
+    moved_w = jnp.where(empty, w_flat[point], 0)
+    moved_x = x_flat[point] * moved_w[:, None]
+    old = labels.reshape(-1)[point]
+    sums = sums - jax.ops.segment_sum(moved_x, old, k)
+    counts = counts - jax.ops.segment_sum(moved_w, old, k)
+    sums = jnp.where(empty[:, None], moved_x, sums)
+    counts = jnp.where(empty, moved_w, counts)
+    return sums, counts
+
+
+def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_iters, tol, active, metric):
+    """Lloyd iterations from ``starts`` (R, k, d) on blocked data.
+
+    Empty-cluster repair runs only when some restart has an empty cluster.
+    Returns the final state, the (num_iters, R) inertia trace and the per-restart
+    ``converged`` flags.
+    """
+
+    def restart_converged(state):
+        return active & (state.same_labels | (state.shift <= tol))
+
+    def step(state):
+        sweep, aux = sweep_restarts(
+            algorithm, xb, wb, x_sq, state.centroids, state.labels, state.aux
+        )
+        sums, counts = jax.lax.cond(
+            jnp.any(sweep.counts <= 0),
+            jax.vmap(relocate_empty, (0, 0, None, None, 0, 0)),
+            lambda s, c, *_: (s, c),
+            *(sweep.sums, sweep.counts, xb, wb, sweep.labels, sweep.sq_distances),
+        )
+        new = centroids_from(sums, counts, state.centroids, metric)
+        stepped = IterState(
+            centroids=new,
+            labels=sweep.labels,
+            inertia=inertia_of(sweep, wb, metric),
+            shift=jnp.sum((new - state.centroids) ** 2, axis=(1, 2)),
+            same_labels=jnp.all(sweep.labels == state.labels, axis=(1, 2)),
+            num_iters=state.num_iters + 1,
+            aux=jax.vmap(algorithm.moved)(aux, sweep.labels, state.centroids, new),
+        )
+        done = restart_converged(state)
+        return jax.tree.map(
+            lambda old, new: jnp.where(done.reshape((-1,) + (1,) * (new.ndim - 1)), old, new),
+            state,
+            stepped,
+        )
+
+    num_restarts = starts.shape[0]
+    init = IterState(
+        centroids=starts,
+        labels=jnp.full((num_restarts, *wb.shape), -1, jnp.int32),
+        inertia=jnp.full(num_restarts, jnp.inf, starts.dtype),
+        shift=jnp.full(num_restarts, jnp.inf, starts.dtype),
+        same_labels=jnp.zeros(num_restarts, bool),
+        num_iters=jnp.zeros(num_restarts, jnp.int32),
+        aux=jax.vmap(algorithm.start)(jnp.broadcast_to(x_sq, (num_restarts, *x_sq.shape))),
+    )
+    out = scan_loop(
+        step,
+        init,
+        num_steps=num_iters,
+        converged=lambda s: jnp.all(restart_converged(s)),
+        record=lambda s: s.inertia,
+    )
+    return out.state, out.trace, restart_converged(out.state)

@@ -1,0 +1,26 @@
+"""Lloyd's E-step: every point-centroid distance, one row block at a time."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from ._blocks import cluster_sums, min_and_argmin, partial_sq_distances
+from ._sweep import Algorithm, Sweep
+
+
+def lloyd_sweep(xb, wb, centroids) -> Sweep:
+    """Labels by brute force (``‖c‖² - 2x·c`` per block), exact ``‖x - c_a‖²``, sums."""
+    c_sq = jnp.sum(centroids * centroids, axis=1)
+
+    def label_block(x_blk):
+        _, label = min_and_argmin(partial_sq_distances(x_blk, centroids, c_sq))
+        return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
+
+    return Sweep(*cluster_sums(xb, wb, centroids.shape[0], label_block))
+
+
+LLOYD = Algorithm(
+    start=lambda x_sq: (),
+    sweep=lambda xb, wb, x_sq, centroids, labels, aux: (lloyd_sweep(xb, wb, centroids), ()),
+    moved=lambda aux, labels, old, new: (),
+)
