@@ -21,8 +21,7 @@ lint: $(PY)
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(VENV)/bin/pytest -n 2 --durations=15
-	$(VENV)/bin/pytest -q --doctest-modules gradjax/optim gradjax/gan.py gradjax/newton gradjax/_loop.py
+	$(VENV)/bin/pytest -n 2 --durations=15 --doctest-modules tests gradjax
 
 bench: $(PY)
 	$(PIP) -e ".[bench]"

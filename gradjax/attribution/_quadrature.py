@@ -22,17 +22,15 @@ def check_steps(steps: Any, method: str) -> int:
 def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``αₖ`` in [0, 1] and weights ``wₖ`` (summing to 1) of a rule with ``steps`` nodes.
 
-    =================  ==========================  ======================================
-    method             nodes αₖ (k = 0 … n-1)      weights wₖ
-    =================  ==========================  ======================================
-    ``left``           k / n                       1 / n            (error O(1/n))
-    ``right``          (k + 1) / n                 1 / n            (error O(1/n))
-    ``midpoint``       (k + ½) / n                 1 / n            (error O(1/n²))
-    ``trapezoid``      k / (n - 1)                 1 / (n - 1), halved at both ends
-                                                                    (error O(1/n²))
-    ``gauss_legendre`` the n Legendre nodes         the Gauss weights (exact for
-                       mapped to [0, 1]             polynomials of degree <= 2n - 1)
-    =================  ==========================  ======================================
+    ==================  ========================  ========================================
+    method              nodes αₖ (k = 0 … n-1)    weights wₖ
+    ==================  ========================  ========================================
+    ``left``            k / n                     1 / n; error O(1/n)
+    ``right``           (k + 1) / n               1 / n; error O(1/n)
+    ``midpoint``        (k + ½) / n               1 / n; error O(1/n²)
+    ``trapezoid``       k / (n - 1)               1 / (n - 1), halved at the ends; O(1/n²)
+    ``gauss_legendre``  Legendre nodes on [0, 1]  Gauss weights, exact to degree 2n - 1
+    ==================  ========================  ========================================
 
     Args:
       method: one of ``"left"``, ``"right"``, ``"midpoint"``, ``"trapezoid"``,

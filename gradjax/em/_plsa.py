@@ -392,7 +392,7 @@ def plsa_fold_in(
 ) -> jax.Array:
     r"""Mixtures ``p(z|d)`` of new documents under fixed topics (pLSA folding-in).
 
-    Runs the EM step of :func:`plsa` on ``p(z|d)`` only, ``p(w|z)`` held fixed:
+    Runs the EM step of :func:`plsa` on ``p(z|d)`` only, ``p(w|z)`` held fixed::
 
         p(z|d) ← p(z|d) Σ_w n(d,w) p(w|z) / (Σ_z' p(z'|d) p(w|z')) / n(d).
 

@@ -36,8 +36,15 @@ def fit(
     dropout, noise or VAT). One jitted step per minibatch, with a tqdm bar.
 
     Example:
-      >>> result = fit(key, lambda p, b, k: jnp.mean((b[0] @ p - b[1]) ** 2), w0,
-      ...              (x, y), optimizer=optax.adam(1e-2), steps=200, batch_size=32)
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from gradjax.models import fit
+      >>> x = jax.random.normal(jax.random.key(1), (256, 3))
+      >>> y = x @ jnp.array([1.0, -2.0, 0.5])
+      >>> result = fit(jax.random.key(0), lambda p, b, k: jnp.mean((b[0] @ p - b[1]) ** 2),
+      ...              jnp.zeros(3), (x, y), optimizer=optax.adam(5e-2), steps=400,
+      ...              batch_size=32, progress=False)
+      >>> result.params.round(2)
+      Array([ 1. , -2. ,  0.5], dtype=float32)
     """
     arrays = tuple(jnp.asarray(a) for a in arrays)
     if not arrays:

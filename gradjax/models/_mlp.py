@@ -12,8 +12,12 @@ class MLP(nn.Module):
     """Dense layers of the given widths, ``activation`` between them (none after the last).
 
     Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from gradjax.models import MLP
       >>> model = MLP((64, 10))
       >>> params = model.init(jax.random.key(0), jnp.ones((1, 64)))
+      >>> model.apply(params, jnp.ones((3, 64))).shape
+      (3, 10)
     """
 
     features: Sequence[int]

@@ -32,19 +32,32 @@ from gradjax.newton._cg import conjugate_gradients, hessian_vector_product
 PyTree = Any
 
 
-def solve_hessian(fun: Callable, x: PyTree, args: tuple, cotangent: PyTree, *, dense: bool):
-    """``u`` with ``∇²ₓf(x) u = cotangent``: dense Cholesky (LU if not PD) or CG."""
+def solve_hessian(
+    fun: Callable, x: PyTree, args: tuple, cotangent: PyTree, *, dense: bool, factor: Any = None
+):
+    """``u`` with ``∇²ₓf(x) u = cotangent``: dense Cholesky (LU if not PD) or CG.
+
+    ``factor = (chol, positive_definite)`` is the forward pass's Cholesky factor of the
+    same Hessian at ``x``; where it exists no Hessian is formed again.
+    """
     if dense:
         flat, unravel = ravel_pytree(x)
         rhs = ravel_pytree(cotangent)[0]
-        hessian = jax.hessian(lambda v: fun(unravel(v), *args))(flat)
-        hessian = (hessian + hessian.T) / 2
-        chol = jnp.linalg.cholesky(hessian)
-        ok = jnp.all(jnp.isfinite(chol))
-        chol = jnp.where(ok, chol, jnp.eye(flat.size, dtype=chol.dtype))
-        by_cholesky = jax.scipy.linalg.cho_solve((chol, True), rhs)
-        u = jnp.where(ok, by_cholesky, jnp.linalg.solve(hessian, rhs))
-        return unravel(u)
+
+        def refactor(rhs):
+            hessian = jax.hessian(lambda v: fun(unravel(v), *args))(flat)
+            hessian = (hessian + hessian.T) / 2
+            chol = jnp.linalg.cholesky(hessian)
+            ok = jnp.all(jnp.isfinite(chol))
+            chol = jnp.where(ok, chol, jnp.eye(flat.size, dtype=chol.dtype))
+            by_cholesky = jax.scipy.linalg.cho_solve((chol, True), rhs)
+            return jnp.where(ok, by_cholesky, jnp.linalg.solve(hessian, rhs))
+
+        if factor is None:
+            return unravel(refactor(rhs))
+        chol, positive_definite = factor
+        reuse = lambda rhs: jax.scipy.linalg.cho_solve((chol, True), rhs)  # noqa: E731
+        return unravel(jax.lax.cond(positive_definite, reuse, refactor, rhs))
     size = sum(leaf.size for leaf in jax.tree.leaves(x))
     eps = jnp.finfo(jnp.result_type(*jax.tree.leaves(x))).eps
     hvp = hessian_vector_product(fun, args, x)
@@ -52,23 +65,25 @@ def solve_hessian(fun: Callable, x: PyTree, args: tuple, cotangent: PyTree, *, d
 
 
 def implicit_adjoint(solve: Callable, fun: Callable, *, dense: bool) -> Callable:
-    """Wraps ``solve(params, args) -> (x*, aux)`` so that its VJP w.r.t. ``args`` is implicit.
+    """Wraps ``solve(params, args) -> (x*, aux, factor)`` into ``(params, args) -> (x*, aux)``
+    whose VJP w.r.t. ``args`` is implicit.
 
-    ``aux`` (traces, status) gets no gradient; ``params`` gets a zero cotangent.
+    ``aux`` (traces, status) gets no gradient; ``params`` gets a zero cotangent;
+    ``factor`` is handed to :func:`solve_hessian` (``None``: form the Hessian again).
     """
 
     @jax.custom_vjp
     def solved(params, args):
-        return solve(params, args)
+        return solve(params, args)[:2]
 
     def forward(params, args):
-        out = solve(params, args)
-        return out, (out[0], args)
+        x, aux, factor = solve(params, args)
+        return (x, aux), (x, args, factor)
 
     def backward(residuals, cotangents):
-        x, args = residuals
+        x, args, factor = residuals
         x_bar = cotangents[0]
-        u = solve_hessian(fun, x, args, x_bar, dense=dense)
+        u = solve_hessian(fun, x, args, x_bar, dense=dense, factor=factor)
         _, vjp = jax.vjp(lambda a: jax.grad(fun)(x, *a), args)
         (args_bar,) = vjp(optax.tree.scale(-1.0, u))
         return optax.tree.zeros_like(x), args_bar

@@ -194,7 +194,12 @@ def minimize(
                 unrolled=unrolled,
             )
             out = _iterate(model, flat, tol, num_steps, unrolled)
-            return unravel(out[0]), out[1:]
+            curvature = out[-1]
+            # The last Cholesky factor is the implicit adjoint's, when it is H's own.
+            damping = options["damping"]
+            undamped = isinstance(damping, (int, float)) and damping == 0
+            factor = (curvature.chol, curvature.positive_definite) if undamped else None
+            return unravel(out[0]), out[1:-1], factor
         size = sum(leaf.size for leaf in jax.tree.leaves(params))
         model = matrix_free_model(
             closed_fun,
@@ -208,11 +213,13 @@ def minimize(
             unrolled=unrolled,
         )
         out = _iterate(model, params, tol, num_steps, unrolled)
-        return out[0], out[1:]
+        return out[0], out[1:-1], None
 
-    if not unrolled:
+    if unrolled:
+        solution, (values, grad_norms, count, status), _ = solve(params, args)
+    else:
         solve = implicit_adjoint(solve, closed_fun, dense=method == "newton")
-    solution, (values, grad_norms, count, status) = solve(params, args)
+        solution, (values, grad_norms, count, status) = solve(params, args)
     value = closed_fun(solution, *args)
     solution = jax.tree.map(lambda leaf, dtype: leaf.astype(dtype), solution, dtypes)
     return MinimizeResult(
@@ -221,7 +228,7 @@ def minimize(
 
 
 def _iterate(model, x0, tol, num_steps, unrolled):
-    """Runs the loop; returns ``(x, values, grad_norms, num_steps, status)``."""
+    """Runs the loop; returns ``(x, values, grad_norms, num_steps, status, curvature)``."""
 
     def success(point: Point) -> jax.Array:
         return point.finite & (optax.tree.norm(point.grad) <= tol) & point.curvature_ok
@@ -256,4 +263,5 @@ def _iterate(model, x0, tol, num_steps, unrolled):
     )
     final = jnp.where(out.state.status == _RUNNING, Status.MAX_STEPS, out.state.status)
     values, grad_norms = out.trace
-    return out.state.point.params, values, grad_norms, out.num_steps, final.astype(jnp.int32)
+    point = out.state.point
+    return point.params, values, grad_norms, out.num_steps, final.astype(jnp.int32), point.curvature
