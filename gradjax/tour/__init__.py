@@ -22,9 +22,9 @@ def run(out_dir: str | Path = "gradjax-tour", sections: tuple[str, ...] = SECTIO
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         raise ValueError(f"sections: unknown {unknown}; known {list(SECTIONS)}")
-    import matplotlib
+    from gradjax.datasets._optional import require
 
-    matplotlib.use("Agg")
+    require("matplotlib", "matplotlib").use("Agg")
     report = Report(Path(out_dir))
     timings = {}
     for name in sections:

@@ -137,6 +137,7 @@ def run(report) -> None:
     sec.figure(fig, "gan_digits", "GAN-QP samples of scikit-learn digits (8×8, MLP players)")
     report.add_summary(
         "GAN-QP on scikit-learn digits",
-        f"mean confidence {dq.mean_confidence:.2f}, {int((dq.class_counts > 0).sum())}/10 classes",
+        f"mean confidence {dq.mean_confidence:.2f}; samples per predicted class "
+        f"{int(dq.class_counts.min())}–{int(dq.class_counts.max())} of 1,000 (uniform: 100)",
         f"real digits: {dq.real_confidence:.2f} with the same classifier",
     )
