@@ -30,16 +30,6 @@ def _check_callable(name: str, fn: Any) -> None:
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
-def _check_scalar_output(name: str, fn: Callable, x: PyTree) -> None:
-    _check_callable(name, fn)
-    out = jax.eval_shape(fn, x)
-    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
-        shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"{name} must return a scalar, got output of shape {shape}")
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(f"{name} must return a floating scalar, got dtype {out.dtype}")
-
-
 def _check_array_output(name: str, fn: Callable, x: PyTree) -> jax.ShapeDtypeStruct:
     _check_callable(name, fn)
     out = jax.eval_shape(fn, x)

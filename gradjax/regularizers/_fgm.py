@@ -7,7 +7,9 @@ from typing import Any
 
 import jax
 
-from ._checks import _as_inputs, _as_mask, _check_nonnegative, _check_scalar_output
+from gradjax._checks import check_scalar_fun
+
+from ._checks import _as_inputs, _as_mask, _check_nonnegative
 from ._tree import _apply_mask, _axpy, _normalize
 
 PyTree = Any
@@ -45,7 +47,7 @@ def fgm_perturbation(
       Array([0.3, 0.4], dtype=float32)
     """
     x = _as_inputs(x)
-    _check_scalar_output("loss_fn", loss_fn, x)
+    check_scalar_fun("loss_fn", loss_fn, x)
     _check_nonnegative("epsilon", epsilon)
     mask = _as_mask(mask, x)
     return _fgm(loss_fn, x, epsilon, mask)
@@ -87,7 +89,7 @@ def adversarial_loss(
       Array(2.5, dtype=float32)
     """
     x = _as_inputs(x)
-    _check_scalar_output("loss_fn", loss_fn, x)
+    check_scalar_fun("loss_fn", loss_fn, x)
     _check_nonnegative("epsilon", epsilon)
     mask = _as_mask(mask, x)
     return loss_fn(_axpy(1, _fgm(loss_fn, x, epsilon, mask), x))

@@ -8,7 +8,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._checks import _as_inputs, _as_mask, _check_count, _check_nonnegative, _check_scalar_output
+from gradjax._checks import check_scalar_fun
+
+from ._checks import _as_inputs, _as_mask, _check_count, _check_nonnegative
 from ._tree import _apply_mask, _axpy, _normal_like
 
 PyTree = Any
@@ -50,7 +52,7 @@ def noisy_loss(
       3.03
     """
     x = _as_inputs(x)
-    _check_scalar_output("loss_fn", loss_fn, x)
+    check_scalar_fun("loss_fn", loss_fn, x)
     _check_nonnegative("sigma", sigma)
     num_samples = _check_count("num_samples", num_samples, 1)
     mask = _as_mask(mask, x)

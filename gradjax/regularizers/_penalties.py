@@ -7,7 +7,9 @@ from typing import Any
 
 import jax
 
-from ._checks import _as_inputs, _check_array_output, _check_scalar_output
+from gradjax._checks import check_scalar_fun
+
+from ._checks import _as_inputs, _check_array_output
 from ._tree import _sum_squares
 
 PyTree = Any
@@ -34,7 +36,7 @@ def gradient_penalty(fn: Callable[[PyTree], jax.Array], x: PyTree) -> jax.Array:
       Array(20., dtype=float32)
     """
     x = _as_inputs(x)
-    _check_scalar_output("fn", fn, x)
+    check_scalar_fun("fn", fn, x)
     return _sum_squares(jax.grad(fn)(x))
 
 

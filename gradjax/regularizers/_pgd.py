@@ -11,14 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradjax._checks import check_int, is_concrete
+from gradjax._checks import check_int, check_scalar_fun, is_concrete
 
 from ._checks import (
     _as_inputs,
     _as_mask,
     _check_array_output,
     _check_nonnegative,
-    _check_scalar_output,
 )
 from ._tree import _apply_mask, _axpy, _normal_like, _normalize
 
@@ -195,7 +194,7 @@ def pgd_perturbation(
       harnessing adversarial examples", ICLR 2015 (FGSM).
     """
     x = _as_inputs(x)
-    _check_scalar_output("loss_fn", loss_fn, x)
+    check_scalar_fun("loss_fn", loss_fn, x)
     num_steps, step_size, bounds, mask = _check_pgd(
         epsilon, num_steps, step_size, norm, bounds, mask, x
     )
