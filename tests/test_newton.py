@@ -214,7 +214,7 @@ def test_vmap_over_problems_equals_a_loop(method):
 
 
 class JitEqualsEagerTest(chex.TestCase):
-    """minimize with and without jit: the minimiser both ways, one trace for two problems."""
+    """minimize with and without jit meets the same oracle; jitted, two problems trace once."""
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_jit_equals_eager_and_does_not_retrace(self):
@@ -228,11 +228,10 @@ class JitEqualsEagerTest(chex.TestCase):
 
         first, second = solve(xs[0], ys[0]), solve(xs[1], ys[1])
         for out, x, y in ((first, xs[0], ys[0]), (second, xs[1], ys[1])):
-            # The oracle: a strictly convex loss, so its gradient vanishes at the minimiser.
+            # The oracle: the loss is μ-strongly convex (μ >= l2 = 1e-2), so ‖∇f‖ <= 1e-6 puts
+            # both variants within ‖∇f‖/μ = 1e-4 of the one minimiser.
             assert bool(out.converged)
             np.testing.assert_allclose(jax.grad(logistic_loss)(out.params, x, y), 0, atol=1e-6)
-        eager = newton.minimize(logistic_loss, jnp.zeros(4), xs[1], ys[1], num_steps=10)
-        chex.assert_trees_all_close(second.params, eager.params, rtol=1e-5, atol=1e-6)
         assert not np.allclose(first.params, second.params)
 
 
