@@ -151,7 +151,7 @@ def minimize(
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: initial iterate, a pytree of floating arrays.
+      params: initial iterate, a pytree of floating arrays (finite, when concrete).
       *args: pytrees of arrays passed to ``fun`` (may be traced, batched by vmap,
         differentiated).
       method: ``"newton"`` (default), ``"newton_cg"`` or ``"gradient_descent"``.

@@ -40,7 +40,7 @@ def newton_step(fun: Callable, params: PyTree, *args, damping: float = 0.0) -> P
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: a pytree of floating arrays (flattened for the solve; the Hessian is
+      params: a pytree of finite floating arrays (flattened for the solve; the Hessian is
         ``n×n`` for ``n`` parameters).
       *args: further arguments of ``fun`` (data), not differentiated.
       damping: Levenberg damping ``λ >= 0`` added to the Hessian's diagonal.
@@ -81,7 +81,7 @@ def newton_cg_step(
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: a pytree of floating arrays (kept as a pytree, never flattened).
+      params: a pytree of finite floating arrays (kept as a pytree, never flattened).
       *args: further arguments of ``fun``, not differentiated.
       damping: ``λ >= 0`` added to the Hessian's diagonal.
       maxiter: at most this many CG iterations (default: the number of parameters).
@@ -116,7 +116,7 @@ def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: f
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: a pytree of floating arrays.
+      params: a pytree of finite floating arrays.
       *args: further arguments of ``fun``.
       learning_rate: ``η > 0``, the inverse of the model's curvature.
 

@@ -68,8 +68,7 @@ def jacobian_penalty(
     x = _as_inputs(x)
     out = _check_array_output("fn", fn, x)
     if key is None:
-        num_in = sum(leaf.size for leaf in jax.tree.leaves(x))
-        jac = (jax.jacrev if out.size <= num_in else jax.jacfwd)(fn)(x)
+        jac = (jax.jacrev if out.size <= optax.tree.size(x) else jax.jacfwd)(fn)(x)
         return optax.tree.norm(jac, squared=True)
     check_key("key", key)
     signs = jax.random.rademacher(key, out.shape, out.dtype)
