@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -11,14 +9,13 @@ import numpy as np
 
 from gradjax import em
 from gradjax.datasets import load_digits, load_sample_image, load_sentiment, make_blobs
+from gradjax.examples._timing import time_fn
 
 
 def _timed(fn):
-    """Runs ``fn`` twice (compile, then warm) and returns (result, warm seconds)."""
-    jax.block_until_ready(fn())
-    start = time.perf_counter()
-    result = jax.block_until_ready(fn())
-    return result, time.perf_counter() - start
+    """(result, seconds of one warm call) of ``fn()``, after a warm-up (compiling) call."""
+    timing = time_fn(fn, repeats=1)
+    return timing.result, timing.median
 
 
 def _digits(report, sec) -> None:
@@ -27,9 +24,8 @@ def _digits(report, sec) -> None:
 
     x, y = load_digits()
     ours, t_ours = _timed(lambda: em.kmeans(jax.random.key(0), x, 10, n_init=10))
-    start = time.perf_counter()
-    ref = KMeans(10, n_init=10, random_state=0).fit(np.asarray(x, np.float64))
-    t_ref = time.perf_counter() - start
+    x64 = np.asarray(x, np.float64)
+    ref, t_ref = _timed(lambda: KMeans(10, n_init=10, random_state=0).fit(x64))
     ari_ours = adjusted_rand_score(y, np.asarray(ours.labels))
     ari_ref = adjusted_rand_score(y, ref.labels_)
     sec.table(

@@ -25,6 +25,7 @@ class Section:
         self.report = report
         self.title = title
         self.parts: list[str] = []
+        self.figures: list[tuple[Path, str]] = []
 
     def text(self, paragraph: str) -> None:
         """A paragraph of plain text (escaped); `code` spans in backticks."""
@@ -46,6 +47,7 @@ class Section:
         path = self.report.out_dir / f"{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
+        self.figures.append((path, caption))
         self.parts.append(
             f'<figure><img src="{html.escape(path.name)}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"

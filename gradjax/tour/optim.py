@@ -3,8 +3,6 @@ micro-batching."""
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -13,17 +11,9 @@ import optax
 
 from gradjax import optim
 from gradjax.datasets import load_digits
+from gradjax.examples._classify import classifier_loss
+from gradjax.examples._timing import time_fn
 from gradjax.models import MLP, fit
-
-
-def cross_entropy(model):
-    def loss(params, batch, key=None):
-        del key
-        x, y = batch
-        logits = model.apply(params, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    return loss
 
 
 def full_batch_losses(transform, loss, params, batch, steps):
@@ -98,7 +88,7 @@ def clipping(report, x, y) -> None:
         f"clip-2 (η={lr}, γ=1)": optax.chain(optim.soft_clip_by_global_norm(1.0), optax.sgd(lr)),
     }
     digits = {
-        k: full_batch_losses(t, cross_entropy(model), params, (x, y), steps)
+        k: full_batch_losses(t, classifier_loss(model), params, (x, y), steps)
         for k, t in digits.items()
     }
 
@@ -159,7 +149,7 @@ def layerwise(report, x, y) -> None:
         "ε = 0, and only if the stored weights are rescaled when the model is built."
     )
     model = MLP((64, 64, 10))
-    loss = cross_entropy(model)
+    loss = classifier_loss(model)
     params0 = model.init(jax.random.key(1), x[:1])
     low, high = y < 5, y >= 5
     pre = fit(
@@ -255,7 +245,7 @@ def accumulation(report, x, y) -> None:
     rows, worst = [], 0.0
     with jax.enable_x64(True):
         model = MLP((32, 10))
-        loss = cross_entropy(model)
+        loss = classifier_loss(model)
         params = jax.tree.map(lambda p: p.astype(jnp.float64), model.init(jax.random.key(4), x[:1]))
         rows_used = np.random.default_rng(0).integers(0, len(y), k * micro * updates)
         xs = jnp.asarray(x[rows_used], jnp.float64).reshape(updates, k * micro, -1)
@@ -321,7 +311,7 @@ def microbatching(report, x, y) -> None:
         "from XLA's `compiled.memory_analysis()`."
     )
     model = MLP((512, 512, 10))
-    loss = cross_entropy(model)
+    loss = classifier_loss(model)
     params = model.init(jax.random.key(5), x[:1])
     batch = (x[:1792], y[:1792])
     adam = optax.adam(1e-3)
@@ -339,11 +329,8 @@ def microbatching(report, x, y) -> None:
 
         jitted = jax.jit(step)
         temp = jitted.lower(params, state, batch).compile().memory_analysis().temp_size_in_bytes
-        out = jax.block_until_ready(jitted(params, state, batch))
-        start = time.perf_counter()
-        for _ in range(2):
-            jax.block_until_ready(jitted(params, state, batch))
-        seconds = (time.perf_counter() - start) / 2
+        timing = time_fn(lambda jitted=jitted: jitted(params, state, batch), repeats=2)
+        out, seconds = timing.result, timing.median
         if reference is None:
             reference = out[3]
         diff = max(
