@@ -10,6 +10,7 @@ import numpy as np
 from gradjax import em
 from gradjax.datasets import load_digits, load_sample_image, load_sentiment, make_blobs
 from gradjax.examples._timing import time_fn
+from gradjax.tour._report import line_styles
 
 
 def _timed(fn):
@@ -105,8 +106,10 @@ def _soft_vs_hard(report, sec) -> None:
     hard = em.kmeans(jax.random.key(0), x, 4, init=init, num_iters=30, tol=0.0)
     fig, (ax_points, ax_trace) = plt.subplots(1, 2, figsize=(11, 4))
     ax_points.scatter(x[:, 0], x[:, 1], s=3, c="lightgray")
-    rows = []
-    for stiffness, marker in ((0.02, "v"), (0.2, "s"), (2.0, "o"), (1e4, "x")):
+    rows, styles = [], line_styles(5)
+    for (stiffness, marker), style in zip(
+        ((0.02, "v"), (0.2, "s"), (2.0, "o"), (1e4, "x")), styles, strict=False
+    ):
         soft = em.soft_kmeans(
             jax.random.key(0), x, 4, stiffness=stiffness, init=init, num_iters=30, tol=0.0
         )
@@ -117,9 +120,11 @@ def _soft_vs_hard(report, sec) -> None:
                      f"{gap:.2e}"])  # fmt: skip
         c = np.asarray(soft.centroids)
         ax_points.scatter(c[:, 0], c[:, 1], marker=marker, s=60, label=f"M = {stiffness:g}")
-        ax_trace.plot(np.arange(1, 31), _excess(trace), label=f"soft, M = {stiffness:g} (L_M)")
+        ax_trace.plot(
+            np.arange(1, 31), _excess(trace), label=f"soft, M = {stiffness:g} (L_M)", **style
+        )
     lloyd = _excess(np.asarray(hard.inertia_trace))
-    ax_trace.plot(np.arange(1, 31), lloyd, "k--", label="Lloyd (inertia)")
+    ax_trace.plot(np.arange(1, 31), lloyd, color="k", label="Lloyd (inertia)", **styles[-1])
     ax_points.legend(fontsize=8)
     ax_points.set_title("final centroids")
     ax_trace.set(xlabel="iteration", ylabel="objective - final objective", yscale="log",
@@ -161,7 +166,7 @@ def _stream(report, sec) -> None:
             return (x[i : i + batch] for i in range(0, n, batch))
 
         state, seconds = _timed(
-            lambda: em.fit_minibatch_kmeans(jax.random.key(0), batches, k, progress=True)
+            lambda: em.fit_minibatch_kmeans(jax.random.key(0), batches, k, progress=False)
         )
 
         def inertia(centroids):
@@ -235,7 +240,7 @@ def run(report) -> None:
         "(`gradjax.em.fit_minibatch_kmeans`, Sculley 2010): each batch moves every centroid "
         "with its own rate 1/count, so from zero counts one batch of all the data is a Lloyd "
         "step. Here the points sit in a NumPy memmap on disk and are read batch by batch "
-        "under a progress bar; groups of batches run as one device call, the next group "
+        "(`progress=True` shows a bar); groups of batches run as one device call, the next group "
         "transferred while one computes."
     )
     _stream(report, sec)

@@ -90,7 +90,8 @@ def synthetic_part(sec, report):
     ax_ll.legend()
     words = np.argsort(-true.max(axis=0))[:60]
     both = np.concatenate([true[:, words], np.asarray(fit.p_w_given_z)[order][:, words]])
-    ax_topics.imshow(both, aspect="auto", cmap="viridis")
+    image = ax_topics.imshow(both, aspect="auto", cmap="viridis")
+    fig.colorbar(image, ax=ax_topics, label="p(w|z)")
     ax_topics.axhline(num_topics - 0.5, color="w", lw=2)
     ax_topics.set_yticks([num_topics / 2 - 0.5, 1.5 * num_topics - 0.5], ["planted", "found"])
     ax_topics.set_xlabel("60 most probable words")

@@ -14,6 +14,7 @@ from gradjax.datasets import load_digits
 from gradjax.examples._classify import classifier_loss
 from gradjax.examples._timing import time_fn
 from gradjax.models import MLP, fit
+from gradjax.tour._report import line_styles
 
 
 def full_batch_losses(transform, loss, params, batch, steps):
@@ -98,8 +99,8 @@ def clipping(report, x, y) -> None:
     axes[0].loglog(norms, 0.5 * curves["clip-1"], "k:", lw=1, label="½·clip-1")
     axes[0].set(title=f"update norm vs gradient norm (γ = {gamma:g})", xlabel="‖g‖")
     axes[0].set_ylabel("‖update‖")
-    for name, values in theta.items():
-        axes[1].semilogy(np.minimum(values, 1e30), label=name)
+    for (name, values), style in zip(theta.items(), line_styles(len(theta)), strict=True):
+        axes[1].semilogy(np.minimum(values, 1e30), label=name, **style)
     axes[1].set(title="f(θ) = θ⁴ from θ₀ = 10", xlabel="step", ylabel="f (capped at 1e30)")
     for name, values in digits.items():
         axes[2].plot(values, label=name)
