@@ -20,11 +20,16 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax from _static/mathjax, not a CDN: math renders offline
     "sphinx.ext.viewcode",
 ]
 autosummary_generate = True
+# API pages titled by the short name (the signature shows the module): the sidebar lists
+# ``integrated_gradients``, not ``gradjax.attribution.integrated_gradients`` cut mid-word.
+templates_path = ["_templates"]
 autodoc_default_options = {"members": True, "undoc-members": False}
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"  # no second, untyped "Parameters" list
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # NamedTuple fields are documented once, by autodoc
@@ -32,11 +37,16 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 nb_execution_mode = "off"  # the notebooks are rendered, not executed (make test runs them)
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 html_theme = "sphinx_book_theme"
+html_static_path = ["_static"]
+html_css_files = ["gradjax.css"]
 html_title = "gradjax"
 html_theme_options = {
     "repository_url": "https://github.com/gradjax/gradjax",
     "use_repository_button": True,
     "show_toc_level": 2,
+    # pydata-sphinx-theme >= 0.18 adds its own header with a second search button above
+    # the book theme's layout; the sidebar keeps the search field.
+    "navbar_persistent": [],
 }
 
 
@@ -99,3 +109,15 @@ def _write_api_page() -> None:
 
 
 _write_api_page()
+
+
+def _skip_namedtuple_fields(app, what, name, obj, skip, options):
+    """NamedTuple fields are documented once, in the class docstring, not as "Alias for field
+    number N" members."""
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_namedtuple_fields)
