@@ -40,6 +40,10 @@ def theta4_values(transform, steps=40):
     return np.array(values)
 
 
+def _finite_or_diverged(value: float) -> str:
+    return f"{value:.2g}" if np.isfinite(value) else "diverged (overflow)"
+
+
 def clipping(report, x, y) -> None:
     sec = report.section("Gradient clipping in two forms")
     sec.text(
@@ -131,7 +135,8 @@ def clipping(report, x, y) -> None:
     report.add_summary(
         "Clipping accelerates training",
         f"θ⁴ from θ₀ = 10: GD f₁ = {theta['GD η=0.01'][1]:.3g}, f₄₀ = "
-        f"{theta['GD η=0.01'][-1]:.2g}; clip-1 f₄₀ = {theta['clip-1 (η=1/12, γ=4)'][-1]:.1e}, "
+        f"{_finite_or_diverged(theta['GD η=0.01'][-1])}; "
+        f"clip-1 f₄₀ = {theta['clip-1 (η=1/12, γ=4)'][-1]:.1e}, "
         f"clip-2 f₄₀ = {theta['clip-2 (η=1/12, γ=4)'][-1]:.1e}; digits MLP at η = 2: "
         f"GD loss {gd:.2f}, clip-1 {c1:.3f}, clip-2 {c2:.3f}",
         "θ₁ = −30 for GD (Zhang et al. 2020, §3)",
