@@ -36,10 +36,12 @@ class Table:
 
     def to_markdown(self) -> str:
         lines = [f"### `{self.name}`: {self.title}", ""]
-        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.columns) + " |")
         lines.append("|" + "---|" * len(self.columns))
         for row in self.rows:
-            lines.append("| " + " | ".join(format_cell(c) for c in row) + " |")
+            # A "|" inside a cell (|x|, a norm) would end the cell: escape it.
+            cells = (format_cell(c).replace("|", "\\|") for c in row)
+            lines.append("| " + " | ".join(cells) + " |")
         if self.notes:
             lines.append("")
             lines.extend(f"- {n}" for n in self.notes)

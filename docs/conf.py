@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -60,8 +62,18 @@ def _copy_generated_sources() -> None:
     bench.mkdir(exist_ok=True)
     for path in sorted((ROOT / "benchmarks").glob("*.png")):
         shutil.copy(path, bench / path.name)
-    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
-    results = results.replace("# gradjax benchmarks", "# Benchmarks", 1).replace("\n### ", "\n## ")
+    # RESULTS.md re-rendered from results.json's tables, so that every table gets the
+    # harness's current markdown (a "|" in a cell escaped) even if it ran before that fix.
+    from benchmarks.__main__ import render
+    from benchmarks._harness import Table
+
+    entries = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    for entry in entries.values():
+        entry["markdown"] = Table(**entry["table"]).to_markdown()
+    results = render(entries)
+    results = results.replace("# gradjax benchmarks", "# Benchmarks", 1)
+    # "### `name`: title" becomes a short heading (the page's contents list) and a lead line.
+    results = re.sub(r"^### (`[^`]+`): (.*)$", r"## \1\n\n**\2**", results, flags=re.M)
     (bench / "results.md").write_text(results)
 
 

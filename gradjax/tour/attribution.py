@@ -211,9 +211,9 @@ def digits_part(report, sec):
     sec.figure(
         fig,
         "attribution_completeness",
-        "Completeness error vs steps: left/right O(1/n) (their errors are equal and "
-        "opposite, so the two lines coincide), midpoint/trapezoid O(1/n²), Gauss–Legendre "
-        "spectral",
+        "Completeness error vs steps: left/right O(1/n) (to leading order their errors are "
+        "equal and opposite, so the two lines nearly coincide), midpoint/trapezoid O(1/n²), "
+        "Gauss–Legendre spectral",
     )
     sec.table(
         ["method", *[f"n={n}" for n in steps_grid]],
