@@ -22,22 +22,6 @@ from gradjax.models import MLP, CharCNN, fit
 from ._classify import accuracy, cross_entropy
 from .sentiment import TextData, sentiment_data, train_charcnn
 
-__all__ = [
-    "METHODS",
-    "DigitsSplit",
-    "TextData",
-    "accuracy",
-    "cross_entropy",
-    "digits_split",
-    "noise_versus_penalty",
-    "sentiment_data",
-    "sentiment_loss",
-    "sentiment_model",
-    "train_digits",
-    "train_sentiment",
-]
-
-
 # ----------------------------------------------------------------------------- noise ≈ penalty
 
 

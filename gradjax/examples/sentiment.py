@@ -50,18 +50,8 @@ def sentiment_data(max_len: int = 64, num_train: int | None = None) -> TextData:
     if num_train is not None:
         texts, labels = texts[:num_train], labels[:num_train]
     vocab = CharVocab.build(texts)
-    train_ids, train_mask = vocab.encode(texts, max_len)
-    test_ids, test_mask = vocab.encode(data.test_texts, max_len)
-    return TextData(
-        vocab,
-        train_ids,
-        train_mask,
-        labels,
-        test_ids,
-        test_mask,
-        data.test_labels,
-        tuple(data.test_texts),
-    )
+    train, test = vocab.encode(texts, max_len), vocab.encode(data.test_texts, max_len)
+    return TextData(vocab, *train, labels, *test, data.test_labels, tuple(data.test_texts))
 
 
 def plain_loss(model: CharCNN):
