@@ -164,8 +164,8 @@ def dense_profile(counts, phi, theta):
         f"({block_mib:.1f} MiB each; ms): "
         + ", ".join(f"{k} {ms(v):.1f}" for k, v in part_s.items())
         + ". Per block the optimized HLO reads or writes a block-sized array "
-        f"{passes['total']} times ({passes['detail']}): all but the first read of the "
-        "counts touch a block just written or read, so the passes run in cache.",
+        f"{passes['total']} times ({passes['detail']}); all but the first read of the "
+        f"counts touch a block-sized array just written or read ({block_mib:.1f} MiB).",
     ]
     data = {
         "floor_ms_gemms": {k: ms(v) for k, v in gemm_s.items()},
