@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import re
+import statistics
 import time
 import tracemalloc
 import warnings
@@ -22,7 +23,7 @@ import numpy as np
 import scipy.sparse
 from jax.experimental import sparse
 
-from benchmarks._harness import Table, ms, ratio, time_fn
+from benchmarks._harness import Table, Timing, ms, ratio
 from gradjax import em
 from gradjax.em import _plsa
 from gradjax.em._blocks import to_blocks
@@ -145,7 +146,7 @@ def dense_profile(counts, phi, theta):
     args = (layout.blocks, lengths, theta, phi)
     calls = {k: (lambda f=f: f(theta, phi, ratio_matrix)) for k, f in gemms.items()}
     calls.update({k: (lambda f=f: f(*args)) for k, f in parts.items()})
-    best = interleaved_min(calls, repeats=15)
+    best = {k: timing.min for k, timing in time_in_turn(calls, repeats=15).items()}
     gemm_s, part_s = ({k: best[k] for k in group} for group in (gemms, parts))
     floor = sum(gemm_s.values())
     passes = block_passes(
@@ -153,8 +154,8 @@ def dense_profile(counts, phi, theta):
     )
     block_mib = rows * vocab_size * 4 / 2**20
     notes = [
-        "Floor and profile: the fastest of 15 calls of each part, all parts called in turn "
-        "(so that a busy spell of the shared machine slows each alike). Floor: the three GEMMs "
+        "Floor and profile: the fastest of 15 calls of each part, the parts called in turn. "
+        "Floor: the three GEMMs "
         f"of a step as plain `jnp.dot`s of the whole matrices ({flops / 1e9:.2f} GFLOP each): "
         + ", ".join(
             f"{k} {ms(v):.1f} ms ({flops / v / 1e9:.0f} GFLOP/s)" for k, v in gemm_s.items()
@@ -176,17 +177,24 @@ def dense_profile(counts, phi, theta):
     return floor, notes, data
 
 
-def interleaved_min(calls: dict, repeats: int) -> dict:
-    """The fastest of ``repeats`` timed calls of each function, the functions in turn."""
-    for call in calls.values():
-        jax.block_until_ready(call())  # compile
-    best = dict.fromkeys(calls, float("inf"))
+def time_in_turn(calls: dict, repeats: int) -> dict:
+    """``time_fn`` for several functions at once, called in turn in each round, so that a
+    busy spell of the shared machine slows each alike: name -> ``Timing``."""
+    first = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        jax.block_until_ready(call())  # compile (or warm up) and one run
+        first[name] = time.perf_counter() - start
+    times = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
             start = time.perf_counter()
             jax.block_until_ready(call())
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: Timing(statistics.median(t), min(t), first[name], repeats)
+        for name, t in times.items()
+    }
 
 
 def block_passes(hlo: str, block: tuple[int, int]) -> dict:
@@ -217,7 +225,9 @@ def block_passes(hlo: str, block: tuple[int, int]) -> dict:
     return {"total": sum(counts.values()), "detail": detail}
 
 
-def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra, floor=None):
+def compare(
+    name, title, counts_jax, counts_peer, factors, iters, notes, extra, floor=None, repeats=3
+):
     """Times both solvers at two iteration counts; per-iteration cost is the difference."""
     phi0, theta0, w0, h0 = factors
     num_topics = phi0.shape[0]
@@ -229,10 +239,10 @@ def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra, 
         )
         for n in iters
     }
-    ours = {
-        n: time_fn(lambda f=f: f(counts_jax, phi0_j, theta0_j), repeats=3) for n, f in fits.items()
-    }
-    peer = {n: time_fn(lambda n=n: run_nmf(counts_peer, w0, h0, n), repeats=3) for n in iters}
+    calls = {("ours", n): (lambda f=f: f(counts_jax, phi0_j, theta0_j)) for n, f in fits.items()}
+    calls.update({("peer", n): (lambda n=n: run_nmf(counts_peer, w0, h0, n)) for n in iters})
+    timings = time_in_turn(calls, repeats)
+    ours, peer = ({n: timings[who, n] for n in iters} for who in ("ours", "peer"))
     per_ours = max(ours[many].median - ours[few].median, 1e-9) / (many - few)
     per_peer = max(peer[many].median - peer[few].median, 1e-9) / (many - few)
 
@@ -268,8 +278,9 @@ def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra, 
         f"ms / iteration = (time of {many} iterations - time of {few}) / {many - few}: the "
         "marginal cost of an iteration, without either library's fixed per-call work "
         f"(gradjax: sparse layout and a final log-likelihood pass; scikit-learn: input "
-        f"validation). 'fit ms' is the whole {many}-iteration call. Medians of 3 timed "
-        "runs, from the same start (uniform mixtures, the same random topics).",
+        f"validation). 'fit ms' is the whole {many}-iteration call. Medians of {repeats} timed "
+        "runs, gradjax's and scikit-learn's calls in turn, from the same start (uniform "
+        "mixtures, the same random topics).",
         "Peak memory: gradjax = XLA's compiled temporary buffers (memory_analysis, "
         "excluding inputs/outputs); scikit-learn = tracemalloc peak of one fit (NumPy "
         "allocations, excluding the input).",
@@ -320,6 +331,7 @@ def plsa_dense(quick: bool) -> Table:
         ],
         {"shape": [num_docs, vocab_size, num_topics], **profile},
         floor=floor,
+        repeats=5,
     )
 
 
