@@ -10,6 +10,10 @@ iterations; the table also gives each fit's pLSA log-likelihood per token.
 
 from __future__ import annotations
 
+import collections
+import re
+import statistics
+import time
 import tracemalloc
 import warnings
 
@@ -19,8 +23,10 @@ import numpy as np
 import scipy.sparse
 from jax.experimental import sparse
 
-from benchmarks._harness import Table, ms, ratio, time_fn
+from benchmarks._harness import Table, Timing, ms, ratio
 from gradjax import em
+from gradjax.em import _plsa
+from gradjax.em._blocks import to_blocks
 
 
 def planted_dense_counts(num_docs, vocab_size, num_topics, doc_length, seed=0):
@@ -92,7 +98,136 @@ def run_nmf(x, w0, h0, num_iters):
     return w, nmf.components_
 
 
-def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra):
+def dense_profile(counts, phi, theta):
+    """Times the parts of one dense EM step and counts its passes over D×W-sized data.
+
+    Returns (the floor: seconds of the three whole-matrix GEMMs, note lines, data).
+    Each part is a jitted function of (Θ, Φ) on the step's own row-block layout; XLA
+    drops what a part does not return (the log-likelihood, in "without").
+    """
+    (num_docs, vocab_size), num_topics = counts.shape, phi.shape[0]
+    flops = 2 * num_docs * vocab_size * num_topics
+    rng = np.random.default_rng(2)
+    ratio_matrix = jnp.asarray(rng.random((num_docs, vocab_size), np.float32))
+    gemms = {
+        "ΘΦ": jax.jit(lambda t, p, r: t @ p),
+        "RΦᵀ": jax.jit(lambda t, p, r: r @ p.T),
+        "ΘᵀR": jax.jit(lambda t, p, r: t.T @ r),
+    }
+
+    layout = _plsa._layout(counts, by_word=True)
+    num_blocks, rows, _ = layout.blocks.shape
+    lengths = _plsa._doc_lengths(layout)
+    start = _plsa._State(theta, phi, jnp.zeros(()), jnp.zeros(()))
+
+    # Each part takes the blocks as an argument (a closed-over array would be a constant
+    # that XLA could fold into the program).
+    def blocked_gemms(blocks, lengths, t, p):  # the three GEMMs per block, R_b := N_b ⊙ ΘbΦ
+        def block(acc, inputs):
+            n_b, t_b = inputs
+            ratio = n_b * (t_b @ p)
+            return acc + t_b.T @ ratio, ratio @ p.T
+
+        return jax.lax.scan(block, jnp.zeros_like(p), (blocks, to_blocks(t, rows)))
+
+    def sums(blocks, lengths, t, p):
+        return _plsa._e_step_sums(_plsa._DenseBlocks(blocks, num_docs), t, p)
+
+    def step(blocks, lengths, t, p):
+        em_step = _plsa._em_step(_plsa._DenseBlocks(blocks, num_docs), lengths, True)
+        return em_step(start._replace(theta=t, phi=p))
+
+    parts = {
+        "the 3 GEMMs per block alone": jax.jit(blocked_gemms),
+        "E-step without the log-likelihood": jax.jit(lambda *a: sums(*a)[1:]),
+        "E-step": jax.jit(sums),
+        "whole EM step": jax.jit(step),
+    }
+    args = (layout.blocks, lengths, theta, phi)
+    calls = {k: (lambda f=f: f(theta, phi, ratio_matrix)) for k, f in gemms.items()}
+    calls.update({k: (lambda f=f: f(*args)) for k, f in parts.items()})
+    best = {k: timing.min for k, timing in time_in_turn(calls, repeats=15).items()}
+    gemm_s, part_s = ({k: best[k] for k in group} for group in (gemms, parts))
+    floor = sum(gemm_s.values())
+    passes = block_passes(
+        parts["whole EM step"].lower(*args).compile().as_text(), (rows, vocab_size)
+    )
+    block_mib = rows * vocab_size * 4 / 2**20
+    notes = [
+        "Floor and profile: the fastest of 15 calls of each part, the parts called in turn. "
+        "Floor: the three GEMMs "
+        f"of a step as plain `jnp.dot`s of the whole matrices ({flops / 1e9:.2f} GFLOP each): "
+        + ", ".join(
+            f"{k} {ms(v):.1f} ms ({flops / v / 1e9:.0f} GFLOP/s)" for k, v in gemm_s.items()
+        )
+        + ".",
+        f"Profile of one EM step on its {num_blocks} row blocks of {rows} documents "
+        f"({block_mib:.1f} MiB each; ms): "
+        + ", ".join(f"{k} {ms(v):.1f}" for k, v in part_s.items())
+        + ". Per block the optimized HLO reads or writes a block-sized array "
+        f"{passes['total']} times ({passes['detail']}); all but the first read of the "
+        f"counts touch a block-sized array just written or read ({block_mib:.1f} MiB).",
+    ]
+    data = {
+        "floor_ms_gemms": {k: ms(v) for k, v in gemm_s.items()},
+        "profile_ms": {k: ms(v) for k, v in part_s.items()},
+        "block_passes": passes["total"],
+        "block_rows": rows,
+    }
+    return floor, notes, data
+
+
+def time_in_turn(calls: dict, repeats: int) -> dict:
+    """``time_fn`` for several functions at once, called in turn in each round, so that a
+    busy spell of the shared machine slows each alike: name -> ``Timing``."""
+    first = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        jax.block_until_ready(call())  # compile (or warm up) and one run
+        first[name] = time.perf_counter() - start
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: Timing(statistics.median(t), min(t), first[name], repeats)
+        for name, t in times.items()
+    }
+
+
+def block_passes(hlo: str, block: tuple[int, int]) -> dict:
+    """Reads and writes of block-sized data per iteration of the while loop (or in the
+    entry computation, for one block) of an optimized HLO text: an operand of shape
+    ``block`` (or the stacked blocks a fusion slices one from) is one read, a result of
+    shape ``block`` one write."""
+
+    def computation(head: str) -> str:
+        return re.search(r"\n" + head + r".*?\n}", hlo, re.S).group(0)
+
+    shapes = dict(re.findall(r"%([\w.-]+) = (f32\[[\d,]*\])", hlo))
+    loop = re.search(r"while\(.*?body=%([\w.-]+)", hlo)  # none if there is only one block
+    body = computation(f"%{re.escape(loop.group(1))} " if loop else "ENTRY ")
+    sized = re.compile(r"f32\[(\d+,)?" + f"{block[0]},{block[1]}" + r"\]")
+    counts = collections.Counter()
+    for line in body.splitlines():
+        op = re.search(r"= (\S+) (?:fusion|dot)\(([^)]*)\)", line)
+        if not op:
+            continue
+        called = re.search(r"calls=(%[\w.-]+)", line)
+        inner = computation(re.escape(called.group(1)) + " ") if called else line
+        kind = "GEMM" if " dot(" in inner else "reduction" if " reduce(" in inner else "elementwise"
+        operands = re.findall(r"%([\w.-]+)", op.group(2))
+        counts[f"{kind} reads"] += sum(bool(sized.fullmatch(shapes.get(o, ""))) for o in operands)
+        counts[f"{kind} writes"] += bool(sized.fullmatch(op.group(1).split("{")[0]))
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+    return {"total": sum(counts.values()), "detail": detail}
+
+
+def compare(
+    name, title, counts_jax, counts_peer, factors, iters, notes, extra, floor=None, repeats=3
+):
     """Times both solvers at two iteration counts; per-iteration cost is the difference."""
     phi0, theta0, w0, h0 = factors
     num_topics = phi0.shape[0]
@@ -104,10 +239,10 @@ def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra):
         )
         for n in iters
     }
-    ours = {
-        n: time_fn(lambda f=f: f(counts_jax, phi0_j, theta0_j), repeats=3) for n, f in fits.items()
-    }
-    peer = {n: time_fn(lambda n=n: run_nmf(counts_peer, w0, h0, n), repeats=3) for n in iters}
+    calls = {("ours", n): (lambda f=f: f(counts_jax, phi0_j, theta0_j)) for n, f in fits.items()}
+    calls.update({("peer", n): (lambda n=n: run_nmf(counts_peer, w0, h0, n)) for n in iters})
+    timings = time_in_turn(calls, repeats)
+    ours, peer = ({n: timings[who, n] for n in iters} for who in ("ours", "peer"))
     per_ours = max(ours[many].median - ours[few].median, 1e-9) / (many - few)
     per_peer = max(peer[many].median - peer[few].median, 1e-9) / (many - few)
 
@@ -135,13 +270,17 @@ def compare(name, title, counts_jax, counts_peer, factors, iters, notes, extra):
             ms(peer[many].median), 0.0, peer_peak / 2**20, ll_peer, "1.00x", "1.00x",
         ],
     ]  # fmt: skip
+    if floor is not None:
+        label = "floor: the 3 GEMMs alone (`jnp.dot`, whole matrices; fastest of 15)"
+        rows.append([label, ms(floor), "-", "-", "-", "-", ratio(per_peer, floor), "-"])
     notes = [
         *notes,
         f"ms / iteration = (time of {many} iterations - time of {few}) / {many - few}: the "
         "marginal cost of an iteration, without either library's fixed per-call work "
         f"(gradjax: sparse layout and a final log-likelihood pass; scikit-learn: input "
-        f"validation). 'fit ms' is the whole {many}-iteration call. Medians of 3 timed "
-        "runs, from the same start (uniform mixtures, the same random topics).",
+        f"validation). 'fit ms' is the whole {many}-iteration call. Medians of {repeats} timed "
+        "runs, gradjax's and scikit-learn's calls in turn, from the same start (uniform "
+        "mixtures, the same random topics).",
         "Peak memory: gradjax = XLA's compiled temporary buffers (memory_analysis, "
         "excluding inputs/outputs); scikit-learn = tracemalloc peak of one fit (NumPy "
         "allocations, excluding the input).",
@@ -174,19 +313,25 @@ def plsa_dense(quick: bool) -> Table:
     iters = (2, 6) if quick else (2, 12)
     x = planted_dense_counts(num_docs, vocab_size, num_topics, doc_length=500)
     phi0, theta0, w0, h0 = starting_factors(x.sum(axis=1), num_docs, vocab_size, num_topics)
+    counts = jnp.asarray(x)
+    floor, profile_notes, profile = dense_profile(counts, jnp.asarray(phi0), jnp.asarray(theta0))
     return compare(
         "plsa_dense",
         f"pLSA EM, dense counts D={num_docs}, W={vocab_size}, K={num_topics}, float32",
-        jnp.asarray(x),
+        counts,
         x,
         (phi0, theta0, w0, h0),
         iters,
         [
             "Target >= 3x. Counts: 500 tokens per document from a planted pLSA model "
             f"({(x > 0).mean():.1%} non-zero). gradjax: 3 GEMMs per EM step "
-            "(ΘΦ, RΦᵀ, ΘᵀR with R = N/(ΘΦ)); NMF's MU: 4 GEMMs (WH twice).",
+            "(ΘΦ, RΦᵀ, ΘᵀR with R = N/(ΘΦ)) on cache-sized row blocks; NMF's MU: 4 GEMMs "
+            "(WH twice).",
+            *profile_notes,
         ],
-        {"shape": [num_docs, vocab_size, num_topics]},
+        {"shape": [num_docs, vocab_size, num_topics], **profile},
+        floor=floor,
+        repeats=5,
     )
 
 

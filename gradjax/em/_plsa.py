@@ -163,11 +163,14 @@ def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) 
 # the ratio R = n / (ΘΦ) (zero where n = 0, so 0/0 never happens) that the M-step needs:
 # RΦᵀ (D, K) and ΘᵀR (K, W). Θ ⊙ RΦᵀ and Φ ⊙ ΘᵀR are the expected counts.
 
-# A dense block of about this many entries (2 MiB of float32) stays in cache from the
-# GEMM that writes Θ_bΦ to the two GEMMs that read R_b, where whole-matrix GEMMs stream
-# D×W intermediates through memory: an EM step at D=2000, W=5000, K=50 went from 47 ms
-# to 37 ms on a 2-core CPU.
-_DENSE_BLOCK_ENTRIES = 1 << 19
+# A dense block of about this many entries (4 MiB of float32) stays in the last-level
+# cache from the GEMM that writes Θ_bΦ to the two GEMMs that read R_b, where whole-matrix
+# GEMMs stream D×W intermediates through memory: an EM step at D=2000, W=5000, K=50 went
+# from 47 ms to 37 ms on a 2-core CPU with 2¹⁹-entry blocks. 2²⁰ entries halve the number
+# of (K, W) accumulations of ΘᵀR_b and, there, the padding rows (10 blocks of 200 documents
+# instead of 20 of 104): 44 instead of 48 CPU-ms a step (blocks of 104 to 504 documents
+# timed interleaved on one shared machine; benchmarks/plsa.py's plsa_dense has the profile).
+_DENSE_BLOCK_ENTRIES = 1 << 20
 
 
 class _DenseBlocks(NamedTuple):

@@ -1,5 +1,5 @@
-"""K-Means and mini-batch K-Means on points sharded over 8 (forced CPU) devices equal the
-single-device run."""
+"""K-Means (euclidean and cosine) and mini-batch K-Means on points sharded over 8 (forced CPU)
+devices equal the single-device run."""
 
 import subprocess
 import sys
@@ -38,6 +38,17 @@ SCRIPT = textwrap.dedent(
     assert int(many.num_iters) == int(one.num_iters)
     # the per-cluster sums are reduced across devices, not computed on one
     assert "all-reduce" in compiled.as_text()
+
+    # spherical K-Means: the same comparison, one restart, the same sharded points
+    cosine = jax.jit(lambda k, x, w: em.kmeans(k, x, 6, metric="cosine", weights=w, block_size=256))
+    one = cosine(jax.random.key(1), x, w)
+    many = cosine(jax.random.key(1), x_sharded, w_sharded)
+    assert many.labels.sharding.spec == P("data"), many.labels.sharding
+    np.testing.assert_allclose(many.centroids, one.centroids, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(many.centroids, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(many.labels, one.labels)
+    np.testing.assert_allclose(many.inertia_trace, one.inertia_trace, rtol=1e-5)
+    assert int(many.num_iters) == int(one.num_iters)
 
     # mini-batch K-Means: two updates (the second may reassign) on sharded batches
     km = em.minibatch_kmeans(6, init=x[:6], reassignment_ratio=0.5)
