@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import collections
 import re
-import statistics
-import time
 import tracemalloc
 import warnings
 
@@ -23,7 +21,7 @@ import numpy as np
 import scipy.sparse
 from jax.experimental import sparse
 
-from benchmarks._harness import Table, Timing, ms, ratio
+from benchmarks._harness import Table, ms, ratio, time_fns
 from gradjax import em
 from gradjax.em import _plsa
 from gradjax.em._blocks import to_blocks
@@ -146,7 +144,7 @@ def dense_profile(counts, phi, theta):
     args = (layout.blocks, lengths, theta, phi)
     calls = {k: (lambda f=f: f(theta, phi, ratio_matrix)) for k, f in gemms.items()}
     calls.update({k: (lambda f=f: f(*args)) for k, f in parts.items()})
-    best = {k: timing.min for k, timing in time_in_turn(calls, repeats=15).items()}
+    best = {k: timing.min for k, timing in time_fns(calls, repeats=15).items()}
     gemm_s, part_s = ({k: best[k] for k in group} for group in (gemms, parts))
     floor = sum(gemm_s.values())
     passes = block_passes(
@@ -175,26 +173,6 @@ def dense_profile(counts, phi, theta):
         "block_rows": rows,
     }
     return floor, notes, data
-
-
-def time_in_turn(calls: dict, repeats: int) -> dict:
-    """``time_fn`` for several functions at once, called in turn in each round, so that a
-    busy spell of the shared machine slows each alike: name -> ``Timing``."""
-    first = {}
-    for name, call in calls.items():
-        start = time.perf_counter()
-        jax.block_until_ready(call())  # compile (or warm up) and one run
-        first[name] = time.perf_counter() - start
-    times = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append(time.perf_counter() - start)
-    return {
-        name: Timing(statistics.median(t), min(t), first[name], repeats)
-        for name, t in times.items()
-    }
 
 
 def block_passes(hlo: str, block: tuple[int, int]) -> dict:
@@ -241,7 +219,7 @@ def compare(
     }
     calls = {("ours", n): (lambda f=f: f(counts_jax, phi0_j, theta0_j)) for n, f in fits.items()}
     calls.update({("peer", n): (lambda n=n: run_nmf(counts_peer, w0, h0, n)) for n in iters})
-    timings = time_in_turn(calls, repeats)
+    timings = time_fns(calls, repeats=repeats)
     ours, peer = ({n: timings[who, n] for n in iters} for who in ("ours", "peer"))
     per_ours = max(ours[many].median - ours[few].median, 1e-9) / (many - few)
     per_peer = max(peer[many].median - peer[few].median, 1e-9) / (many - few)
