@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -99,8 +100,7 @@ def check_finite_tree(name: str, tree: PyTree) -> None:
 
 def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeStruct:
     """``fun(*example_args)`` must return a real floating scalar; returns its shape/dtype."""
-    if not callable(fun):
-        raise TypeError(f"{name} must be callable, got {type(fun).__name__}")
+    check_callable(name, fun)
     out = jax.eval_shape(fun, *example_args)
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         shape = getattr(out, "shape", type(out).__name__)
@@ -108,6 +108,20 @@ def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeS
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
     return out
+
+
+def check_callable(name: str, fn: Any) -> Any:
+    """A callable (a function, a module's ``apply``); returned unchanged."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    return fn
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of the option strings ``choices``; returned unchanged."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def check_bool(name: str, value: Any) -> bool:

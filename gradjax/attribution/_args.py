@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_finite_tree, check_int, floating_tree
+from gradjax._checks import check_callable, check_finite_tree, check_int, floating_tree
 
 PyTree = Any
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
 def check_chunk_size(chunk_size: Any) -> int | None:
     return None if chunk_size is None else check_int("chunk_size", chunk_size, 1)
-
-
-def check_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
 
 
 def input_tree(name: str, x: PyTree) -> PyTree:

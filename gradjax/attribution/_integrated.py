@@ -8,10 +8,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_scalar
+from gradjax._checks import check_bool, check_scalar
 
 from ._adaptive import adaptive_integrated_gradients
-from ._args import as_baseline, check_bool, check_chunk_size, check_scalar_fn, input_tree
+from ._args import as_baseline, check_chunk_size, check_scalar_fn, input_tree
 from ._chunks import chunked_sum
 from ._quadrature import ADAPTIVE, METHODS, quadrature
 from ._result import IntegratedGradientsResult, with_gap

@@ -8,14 +8,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._args import (
-    as_baseline,
-    check_bool,
-    check_callable,
-    check_chunk_size,
-    check_scalar_fn,
-    input_tree,
-)
+from gradjax._checks import check_bool, check_callable
+
+from ._args import as_baseline, check_chunk_size, check_scalar_fn, input_tree
 from ._chunks import chunked_sum
 from ._integrated import path_attributions
 from ._quadrature import quadrature

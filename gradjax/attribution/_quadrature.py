@@ -6,9 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gradjax._checks import check_int
-
-from ._args import check_choice
+from gradjax._checks import check_choice, check_int
 
 METHODS = ("left", "right", "midpoint", "trapezoid", "gauss_legendre")
 ADAPTIVE = "adaptive"

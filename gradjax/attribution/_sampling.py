@@ -8,9 +8,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_finite_tree, check_int, check_key, check_scalar, floating_tree
+from gradjax._checks import (
+    check_bool,
+    check_finite_tree,
+    check_int,
+    check_key,
+    check_scalar,
+    floating_tree,
+)
 
-from ._args import check_bool, check_chunk_size, check_scalar_fn, input_tree
+from ._args import check_chunk_size, check_scalar_fn, input_tree
 from ._chunks import chunked_sum
 
 PyTree = Any

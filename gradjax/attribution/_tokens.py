@@ -10,7 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._args import as_baseline, check_choice, input_tree
+from gradjax._checks import check_choice
+
+from ._args import as_baseline, input_tree
 from ._integrated import path_attributions
 
 REDUCTIONS = ("sum", "l2", "max_abs")

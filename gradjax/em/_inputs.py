@@ -53,12 +53,6 @@ def check_block_size(block_size: Any) -> int | None:
     return None if block_size is None else check_int("block_size", block_size, 1)
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
 def as_weights(weights: Any, n: int, dtype) -> jax.Array:
     """Sample weights as an (n,) array of ``dtype``; ``None`` is all ones."""
     if weights is None:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_int, is_concrete
+from gradjax._checks import check_choice, check_int, is_concrete
 
 from ._blocks import block_size_for, from_blocks, to_blocks
 from ._hamerly import HAMERLY
@@ -39,7 +39,6 @@ from ._inputs import (
     as_points,
     as_weights,
     check_block_size,
-    check_choice,
     check_init,
     check_nonnegative,
     check_num_clusters,
