@@ -32,7 +32,9 @@ def token_scores(
     completeness carries over), ``"l2"`` is ``‖aₜ‖₂`` and ``"max_abs"`` is
     ``maxⱼ |aₜⱼ|`` (the reference's two magnitudes). ``normalize`` maps the scores of
     each sequence to [0, 1] by ``(s - min) / (max - min)`` over its (unmasked) tokens;
-    a sequence whose tokens all score the same maps to zeros.
+    a sequence whose tokens all score the same maps to zeros. A NaN attribution
+    (a NaN gradient) makes its sequence's normalised scores NaN: it is never
+    hidden.
 
     Args:
       attributions: ``(..., T, E)`` floating array, e.g. from
@@ -76,8 +78,8 @@ def token_scores(
         low = jnp.min(jnp.where(mask, scores, jnp.inf), axis=-1, keepdims=True)
         high = jnp.max(jnp.where(mask, scores, -jnp.inf), axis=-1, keepdims=True)
         span = high - low
-        safe = jnp.where(span > 0, span, 1.0)
-        scores = jnp.where(span > 0, (scores - low) / safe, 0.0)
+        flat = span == 0  # not `span > 0`, which would turn a NaN span into zeros
+        scores = jnp.where(flat, 0.0, (scores - low) / jnp.where(flat, 1.0, span))
     return jnp.where(mask, scores, 0.0)
 
 

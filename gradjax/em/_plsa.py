@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import sparse
 
-from gradjax._checks import is_concrete
+from gradjax._checks import check_finite_tree, check_int, check_key, check_scalar, is_concrete
 from gradjax._loop import scan_loop
 
 from . import _plsa_sparse
@@ -120,6 +120,7 @@ def _as_counts(counts: Any) -> Counts:
         raise TypeError(f"counts must be numeric, got dtype {data.dtype}")
     if jnp.issubdtype(data.dtype, jnp.complexfloating):
         raise TypeError(f"counts must be real, got dtype {data.dtype}")
+    check_finite_tree("counts", data)
     if _concrete_any_negative(data):
         raise ValueError(f"counts must be non-negative, got a minimum of {_concrete_min(data)}")
     dtype = _float_dtype(data.dtype)
@@ -133,23 +134,12 @@ def _as_counts(counts: Any) -> Counts:
     return counts.astype(dtype)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _check_tol(tol: Any) -> None:
-    if isinstance(tol, (int, float)) and not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
-
-
 def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) -> jax.Array:
     """A user-given factor: checks shape and sign, then normalises its rows."""
     value = jnp.asarray(value)
     if value.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+    check_finite_tree(name, value)
     if _concrete_any_negative(value):
         raise ValueError(f"{name} must be non-negative, got a minimum of {_concrete_min(value)}")
     if _concrete_any(value, lambda v: jnp.sum(v, axis=1) <= 0):
@@ -195,10 +185,10 @@ def _layout(counts: Counts, *, by_word: bool) -> Layout:
 def _block_sums(counts, theta, phi, *, doc_side: bool, word_side: bool):
     """The E-step sums of one dense block: three GEMMs."""
     model = theta @ phi
-    positive = counts > 0
-    safe = jnp.where(positive, model, 1)
-    log_lik = jnp.sum(jnp.where(positive, counts * jnp.log(safe), 0))
-    ratio = jnp.where(positive, counts / safe, 0)
+    zero = counts == 0  # contributes nothing; a NaN count propagates
+    safe = jnp.where(zero, 1, model)
+    log_lik = jnp.sum(jnp.where(zero, 0, counts * jnp.log(safe)))
+    ratio = jnp.where(zero, 0, counts / safe)
     doc_sums = ratio @ phi.T if doc_side else None
     word_sums = theta.T @ ratio if word_side else None
     return log_lik, doc_sums, word_sums
@@ -231,16 +221,16 @@ def _doc_lengths(counts: Layout) -> jax.Array:
 
 def _normalise_mixtures(expected: jax.Array, lengths: jax.Array) -> jax.Array:
     """``p(z|d) = expected / n(d)``; an empty document gets the uniform mixture."""
-    nonempty = lengths[:, None] > 0
+    empty = lengths[:, None] <= 0  # False for NaN: a NaN length gives NaN mixtures
     uniform = jnp.full_like(expected, 1.0 / expected.shape[1])
-    return jnp.where(nonempty, expected / jnp.where(nonempty, lengths[:, None], 1), uniform)
+    return jnp.where(empty, uniform, expected / jnp.where(empty, 1, lengths[:, None]))
 
 
 def _normalise_topics(expected: jax.Array, previous: jax.Array) -> jax.Array:
     """``p(w|z) ∝ expected``; a topic no document uses keeps its previous words."""
     total = jnp.sum(expected, axis=1, keepdims=True)
-    used = total > 0
-    return jnp.where(used, expected / jnp.where(used, total, 1), previous)
+    unused = total <= 0  # False for NaN, which propagates
+    return jnp.where(unused, previous, expected / jnp.where(unused, 1, total))
 
 
 class _State(NamedTuple):
@@ -330,7 +320,8 @@ def plsa(
     documents (the word-side sums become a cross-device reduction).
 
     Args:
-      key: PRNG key for the starting topics (unused when ``init`` is given).
+      key: PRNG key for the starting topics (unused, and may be None, when ``init``
+        is given).
       counts: (D, W) non-negative counts, a dense array or a 2-D
         ``jax.experimental.sparse.BCOO`` (duplicate entries are summed).
       num_topics: the number of topics ``K``, ``1 <= K <= W``.
@@ -343,7 +334,8 @@ def plsa(
 
     Returns:
       A :class:`PLSAResult`. ``log_likelihood`` is NaN or ``-inf`` (and
-      ``converged`` false) if the fit broke down numerically.
+      ``converged`` false) if the fit broke down numerically or a traced count is
+      NaN (concrete NaN or Inf counts are a ValueError).
 
     Example:
       >>> import jax
@@ -358,15 +350,17 @@ def plsa(
       T. Hofmann, "Unsupervised learning by probabilistic latent semantic
       analysis", Machine Learning 42 (2001).
     """
+    if init is None or key is not None:
+        key = check_key("key", key)
     counts = _as_counts(counts)
     num_docs, vocab_size = counts.shape
-    _check_int("num_topics", num_topics, 1)
+    num_topics = check_int("num_topics", num_topics, 1)
     if num_topics > vocab_size:
         raise ValueError(
             f"num_topics must be <= the vocabulary size {vocab_size}, got {num_topics}"
         )
-    _check_int("num_iters", num_iters, 0)
-    _check_tol(tol)
+    num_iters = check_int("num_iters", num_iters, 0)
+    tol = check_scalar("tol", tol, 0.0)
     dtype = _values(counts).dtype
     if init is None:
         phi = jax.random.exponential(key, (num_topics, vocab_size), dtype)
@@ -422,6 +416,7 @@ def plsa_fold_in(
     References:
       T. Hofmann, "Probabilistic latent semantic indexing", SIGIR 1999 (folding-in).
     """
+    key = check_key("key", key)
     counts = _as_counts(counts)
     num_docs, vocab_size = counts.shape
     p_w_given_z = jnp.asarray(p_w_given_z)
@@ -429,7 +424,7 @@ def plsa_fold_in(
         raise ValueError(
             f"p_w_given_z must have shape (num_topics, {vocab_size}), got {p_w_given_z.shape}"
         )
-    _check_int("num_iters", num_iters, 0)
+    num_iters = check_int("num_iters", num_iters, 0)
     dtype = _values(counts).dtype
     num_topics = p_w_given_z.shape[0]
     phi = _as_distribution("p_w_given_z", p_w_given_z, (num_topics, vocab_size), dtype)
@@ -475,6 +470,8 @@ def plsa_log_likelihood(
             f"p_z_given_d must have shape ({num_docs}, {p_w_given_z.shape[0]}), "
             f"got {p_z_given_d.shape}"
         )
+    check_finite_tree("p_z_given_d", p_z_given_d)
+    check_finite_tree("p_w_given_z", p_w_given_z)
     dtype = _values(counts).dtype
     return _log_likelihood(counts, p_z_given_d.astype(dtype), p_w_given_z.astype(dtype))
 

@@ -79,7 +79,7 @@ def test_a_starved_centroid_moves_to_a_batch_point_but_not_at_the_first_update()
     np.testing.assert_array_equal(state.centroids[3], init[3])
 
 
-def test_update_compiles_once_per_batch_shape_and_works_under_jit():
+def test_update_compiles_once_per_batch_shape():
     x = mixed_blobs()  # the shapes of the driver test below: its compilations are reused
     km = em.minibatch_kmeans(8)
     state = km.init(jax.random.key(0), x[:300])
@@ -87,12 +87,7 @@ def test_update_compiles_once_per_batch_shape_and_works_under_jit():
     for i in range(4):
         state = km.update(state, x[i * 300 : (i + 1) * 300])
     assert _minibatch._update._cache_size() - before <= 1
-    jitted = jax.jit(km.update)(state, x[:300])
-    eager = km.update(state, x[:300])
-    for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager), strict=True):
-        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # jit == eager (data passed in or closed over): tests/em/test_jit_contract.py
     labels, d2 = km.assign(state, x)
     ref_labels, ref_d2 = em.assign(x, state.centroids)
     np.testing.assert_array_equal(labels, ref_labels)

@@ -1,5 +1,6 @@
 """pLSA by EM: the oracles of techniques.md §1, sparse == dense, recovery, bad input."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,8 +90,7 @@ def test_surrogate_gradient_matches_true_gradient_at_current_point():
 
         g_true = jax.grad(objective, argnums=(0, 1))(theta_n, phi_n)
         g_surr = jax.grad(surrogate, argnums=(0, 1))(theta_n, phi_n)
-        for a, b in zip(g_true, g_surr, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10)
+        chex.assert_trees_all_close(g_true, g_surr, rtol=1e-10, atol=0)
         # and the surrogate (+ constant) majorises S: check at the EM update
         theta_1, phi_1 = naive_em_step(counts, theta_n, phi_n)
         const = jnp.sum(counts[:, :, None] * c * jnp.log(c))
@@ -276,18 +276,13 @@ def test_zero_probabilities_give_no_nan():
 
 def test_jit_equals_eager_and_no_retrace():
     counts = small_counts(seed=27, dtype=jnp.float32)
-    traces = []
 
     def fit_fn(c):
-        traces.append(1)
         return em.plsa(jax.random.key(28), c, 3, num_iters=15, tol=0.0)
 
-    jitted = jax.jit(fit_fn)
-    a, b = jitted(counts), fit_fn(counts)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
-    jitted(counts + 1.0)
-    assert len(traces) == 2  # one trace for jit, one eager call; no retrace
+    jitted = jax.jit(chex.assert_max_traces(fit_fn, n=1))
+    chex.assert_trees_all_close(jitted(counts), fit_fn(counts), rtol=1e-5, atol=1e-7)
+    jitted(counts + 1.0)  # a second trace would raise
 
 
 def test_vmap_equals_loop():
