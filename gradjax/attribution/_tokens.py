@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_choice
+from gradjax._checks import check_bool, check_choice, check_scalar
 
 from ._args import as_baseline, input_tree
 from ._integrated import path_attributions
@@ -54,6 +54,7 @@ def token_scores(
       Array([1., 0.], dtype=float32)
     """
     check_choice("reduce", reduce, REDUCTIONS)
+    check_bool("normalize", normalize)
     attributions = jnp.asarray(attributions)
     if attributions.ndim < 2:
         raise ValueError(
@@ -170,8 +171,7 @@ def render_html(tokens: Sequence[str], scores: Any, *, max_opacity: float = 0.85
         raise ValueError(f"scores must have shape ({len(tokens)},) like tokens, got {scores.shape}")
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"scores must be finite, got {scores}")
-    if not 0.0 < max_opacity <= 1.0:
-        raise ValueError(f"max_opacity must be in (0, 1], got {max_opacity}")
+    max_opacity = check_scalar("max_opacity", max_opacity, 0.0, strict=True, high=1.0)
     peak = np.max(np.abs(scores), initial=0.0)
     spans = []
     for token, score in zip(tokens, scores, strict=True):

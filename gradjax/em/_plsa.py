@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import sparse
 
 from gradjax._checks import check_finite_tree, check_int, check_key, check_scalar, is_concrete
@@ -108,6 +109,9 @@ def _as_counts(counts: Any) -> Counts:
     else:
         if isinstance(counts, sparse.JAXSparse):
             raise TypeError(f"counts must be a dense array or a BCOO, got {type(counts).__name__}")
+        counts = counts if hasattr(counts, "dtype") else np.asarray(counts)
+        if not (jnp.issubdtype(counts.dtype, jnp.number) or counts.dtype == bool):
+            raise TypeError(f"counts must be numeric, got dtype {counts.dtype}")
         counts = jnp.asarray(counts)
         if counts.ndim != 2:
             raise ValueError(

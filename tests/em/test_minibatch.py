@@ -147,6 +147,25 @@ def test_driver_equals_update_per_batch_and_reaches_kmeans_inertia(monkeypatch):
                                          2, progress=False), ValueError, "features"),
         (lambda: em.fit_minibatch_kmeans(jax.random.key(0), [np.full((4, 2), np.inf)], 2,
                                          progress=False), ValueError, "finite"),
+        (lambda: em.fit_minibatch_kmeans(0, [np.zeros((4, 2))], 2), TypeError,
+         "key must be a PRNG key"),
+        (lambda: em.fit_minibatch_kmeans(jax.random.key(0), [np.zeros((4, 2))], 2,
+                                         reassignment_ratio=np.float32(-1)), ValueError,
+         "reassignment_ratio must be finite and >= 0.0 and <= 1.0"),
+        (lambda: em.fit_minibatch_kmeans(jax.random.key(0), [np.zeros((0, 2))], 2,
+                                         progress=False), ValueError, "at least one row"),
+        (lambda: em.minibatch_kmeans(2, reassignment_ratio=jnp.array(2.0)), ValueError,
+         "reassignment_ratio"),
+        (lambda: em.minibatch_kmeans(2, reassignment_ratio=np.nan), ValueError,
+         "reassignment_ratio must be finite"),
+        (lambda: em.minibatch_kmeans(jnp.int32(0)), ValueError, "num_clusters must be >= 1"),
+        (lambda: em.minibatch_kmeans(2).init(0, np.zeros((4, 2))), TypeError,
+         "key must be a PRNG key"),
+        (lambda: em.minibatch_kmeans(2).init(jax.random.key(0), np.zeros((0, 2))), ValueError,
+         "x_first must be non-empty"),
+        (lambda: em.minibatch_kmeans(2, init=np.full((2, 2), np.nan)).init(jax.random.key(0),
+                                                                            np.zeros((4, 2))),
+         ValueError, "init must be finite"),
     ],
 )  # fmt: skip
 def test_bad_input_names_the_argument(call, error, words):
@@ -165,3 +184,19 @@ def test_bad_batches_of_update():
         km.update(state, np.zeros((4, 3)), weights=np.ones(3))
     with pytest.raises(TypeError, match="state"):
         km.update(tuple(state), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="batch must be non-empty"):
+        km.update(state, np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="weights must be finite"):
+        km.update(state, np.zeros((4, 3)), weights=np.array([1, np.nan, 1, 1]))
+
+
+def test_a_traced_nan_weight_reaches_the_centroids():
+    """``batch_counts > 0`` would have kept the old centroid for a NaN count."""
+    km = em.minibatch_kmeans(2, init=np.array([[0.0, 0.0], [5.0, 5.0]], np.float32))
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [5.0, 4.0], [4.0, 5.0]], np.float32)
+    state = km.init(jax.random.key(0), x)
+    update = jax.jit(km.update)
+    good = update(state, x, np.ones(4, np.float32))
+    np.testing.assert_allclose(good.centroids, [[0.5, 0.5], [4.5, 4.5]])
+    bad = update(state, x, np.array([1, np.nan, 1, 1], np.float32))
+    np.testing.assert_array_equal(np.isnan(bad.centroids).any(1), [True, False])

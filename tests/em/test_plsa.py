@@ -300,40 +300,94 @@ def test_integer_counts_are_accepted():
     assert fit.p_w_given_z.dtype == jnp.float32
 
 
+KEY = jax.random.key(0)
+N46 = jnp.ones((4, 6))
+NAN46 = N46.at[1, 2].set(jnp.nan)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"counts": jnp.ones(5)}, ValueError, "counts must be a 2-D"),
         ({"counts": jnp.ones((2, 3, 4))}, ValueError, "counts must be a 2-D"),
+        ({"counts": jnp.ones((0, 6))}, ValueError, "counts must have at least one document"),
         ({"counts": -jnp.ones((4, 6))}, ValueError, "counts must be non-negative"),
+        ({"counts": NAN46}, ValueError, "counts must be finite"),
+        ({"counts": np.full((4, 6), np.inf)}, ValueError, "counts must be finite"),
+        ({"counts": jnp.ones((4, 6), jnp.complex64)}, TypeError, "counts must be real"),
+        ({"counts": np.full((4, 6), "a")}, TypeError, "counts must be numeric"),
         ({"num_topics": 0}, ValueError, "num_topics must be >= 1, got 0"),
         ({"num_topics": 7}, ValueError, "num_topics must be <= the vocabulary size 6, got 7"),
         ({"num_topics": 2.0}, TypeError, "num_topics must be an int"),
+        ({"num_topics": jnp.int32(0)}, ValueError, "num_topics must be >= 1, got 0"),
         ({"num_iters": -1}, ValueError, "num_iters must be >= 0"),
-        ({"tol": -1.0}, ValueError, "tol must be >= 0"),
+        ({"tol": -1.0}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": jnp.array(-1.0)}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": "small"}, TypeError, "tol must be a real scalar, got str"),
+        ({"key": 0}, TypeError, "key must be a PRNG key"),
+        ({"key": None}, TypeError, "key must be a PRNG key"),  # None only with an init
         ({"init": (jnp.ones((2, 5)), jnp.ones((4, 2)))}, ValueError, r"init\[0\].*shape \(2, 6\)"),
         ({"init": (jnp.ones((2, 6)), -jnp.ones((4, 2)))}, ValueError, "non-negative"),
+        ({"init": (jnp.ones((2, 6)).at[0, 0].set(jnp.nan), jnp.ones((4, 2)))}, ValueError,
+         r"init\[0\] \(p_w_given_z\) must be finite"),
         ({"init": jnp.ones((2, 6))}, TypeError, "init must be a pair"),
     ],
-)
+)  # fmt: skip
 def test_bad_input(kwargs, error, match):
-    args = {"counts": jnp.ones((4, 6)), "num_topics": 2} | kwargs
-    counts, num_topics = args.pop("counts"), args.pop("num_topics")
+    args = {"key": jax.random.key(0), "counts": N46, "num_topics": 2} | kwargs
+    key, counts, num_topics = args.pop("key"), args.pop("counts"), args.pop("num_topics")
     with pytest.raises(error, match=match):
-        em.plsa(jax.random.key(0), counts, num_topics, **args)
+        em.plsa(key, counts, num_topics, **args)
 
 
-def test_bad_input_sparse_and_fold_in():
-    negative = sparse.BCOO.fromdense(jnp.array([[1.0, 0.0], [0.0, -2.0]]))
-    with pytest.raises(ValueError, match="counts must be non-negative"):
-        em.plsa(jax.random.key(0), negative, 1)
-    batched = sparse.BCOO.fromdense(jnp.ones((2, 3, 4)), n_batch=1)
-    with pytest.raises(ValueError, match="counts must be a 2-D"):
-        em.plsa(jax.random.key(0), batched, 1)
-    with pytest.raises(ValueError, match=r"p_w_given_z must have shape \(num_topics, 6\)"):
-        em.plsa_fold_in(jax.random.key(0), jnp.ones((4, 6)), jnp.ones((2, 5)))
-    with pytest.raises(ValueError, match=r"p_z_given_d must have shape \(4, 2\)"):
-        em.plsa_log_likelihood(jnp.ones((4, 6)), jnp.ones((4, 3)), jnp.ones((2, 6)))
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: em.plsa(KEY, sparse.BCOO.fromdense(jnp.array([[1.0, 0.0], [0.0, -2.0]])), 1),
+         ValueError, "counts must be non-negative"),
+        (lambda: em.plsa(KEY, sparse.BCOO.fromdense(jnp.ones((2, 3, 4)), n_batch=1), 1),
+         ValueError, "counts must be a 2-D"),
+        (lambda: em.plsa(jax.random.key(0), sparse.BCOO.fromdense(NAN46), 1),
+         ValueError, "counts must be finite"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 5))),
+         ValueError, r"p_w_given_z must have shape \(num_topics, 6\)"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 6)).at[1, 1].set(jnp.inf)),
+         ValueError, "p_w_given_z must be finite"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), NAN46, jnp.ones((2, 6))),
+         ValueError, "counts must be finite"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 6)), num_iters=-1),
+         ValueError, "num_iters must be >= 0"),
+        (lambda: em.plsa_fold_in(1, N46, jnp.ones((2, 6))), TypeError, "key must be a PRNG key"),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((4, 3)), jnp.ones((2, 6))),
+         ValueError, r"p_z_given_d must have shape \(4, 2\)"),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((4, 2)), jnp.ones((2, 5))),
+         ValueError, r"p_w_given_z must have shape \(num_topics, 6\)"),
+        (lambda: em.plsa_log_likelihood(NAN46, jnp.ones((4, 2)), jnp.ones((2, 6))),
+         ValueError, "counts must be finite"),
+        (lambda: em.plsa_log_likelihood(N46, jnp.full((4, 2), jnp.nan), jnp.ones((2, 6))),
+         ValueError, "p_z_given_d must be finite"),
+        (lambda: em.plsa_log_likelihood(-N46, jnp.ones((4, 2)), jnp.ones((2, 6))),
+         ValueError, "counts must be non-negative"),
+    ],
+)  # fmt: skip
+def test_bad_input_sparse_fold_in_and_log_likelihood(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_traced_nan_counts_give_a_nan_likelihood_and_no_convergence():
+    """Traced counts cannot be checked: a NaN count must reach the result (a zero-count
+    mask of the form ``counts > 0`` used to drop it and report a finite fit)."""
+    counts = small_counts(seed=36, dtype=jnp.float32)
+    theta, phi = random_factors(37, 30, 40, 3, dtype=jnp.float32)
+    bad = counts.at[0, 0].set(jnp.nan)
+    fit = jax.jit(lambda c: em.plsa(jax.random.key(0), c, 3, num_iters=5))(bad)
+    assert not bool(fit.converged) and bool(jnp.isnan(fit.log_likelihood))
+    log_lik = jax.jit(em.plsa_log_likelihood)
+    assert bool(jnp.isfinite(log_lik(counts, theta, phi)))
+    assert bool(jnp.isnan(log_lik(bad, theta, phi)))
+    assert bool(jnp.isnan(log_lik(sparse.BCOO.fromdense(bad), theta, phi)))
 
 
 def test_concrete_inputs_closed_over_inside_jit_are_checked():
