@@ -126,13 +126,19 @@ def check_finite_tree(name: str, tree: PyTree) -> None:
             raise ValueError(f"{name} must be finite, got NaN or Inf entries")
 
 
-def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeStruct:
-    """``fun(*example_args)`` must return a real floating scalar; returns its shape/dtype."""
+def check_scalar_fun(
+    name: str, fun: Any, *example_args: Any, hint: str = ""
+) -> jax.ShapeDtypeStruct:
+    """``fun(*example_args)`` must return a real floating scalar; returns its shape/dtype.
+
+    Checked by shape evaluation (``jax.eval_shape``): nothing runs. ``hint`` is
+    appended to the shape error (say, how to select one output).
+    """
     check_callable(name, fun)
     out = jax.eval_shape(fun, *example_args)
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"{name} must return a scalar, got output of shape {shape}")
+        raise ValueError(f"{name} must return a scalar, got output of shape {shape}{hint}")
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
     return out

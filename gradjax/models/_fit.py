@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradjax._checks import check_bool, check_callable, check_int, check_key
+
 
 class FitResult(NamedTuple):
     """Trained parameters and the per-step training loss, (steps,) float32."""
@@ -46,16 +48,17 @@ def fit(
       >>> result.params.round(2)
       Array([ 1. , -2. ,  0.5], dtype=float32)
     """
+    key = check_key("key", key)
+    check_callable("loss_fn", loss_fn)
     arrays = tuple(jnp.asarray(a) for a in arrays)
     if not arrays:
         raise ValueError("arrays must hold at least one array")
     n = arrays[0].shape[0]
     if any(a.shape[0] != n for a in arrays):
         raise ValueError(f"arrays must share their leading size, got {[a.shape for a in arrays]}")
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in [1, {n}], got {batch_size}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    batch_size = check_int("batch_size", batch_size, 1, n)
+    steps = check_int("steps", steps, 1)
+    check_bool("progress", progress)
 
     @jax.jit
     def step(params, opt_state, rows, key):
