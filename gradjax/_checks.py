@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -15,6 +15,20 @@ PyTree = Any
 def is_concrete(value: Any) -> bool:
     """False for a value traced under ``jit``/``vmap``, whose entries cannot be checked."""
     return not isinstance(value, jax.core.Tracer)
+
+
+def concrete_any(value: Any, predicate: Callable[[jax.Array], jax.Array]) -> bool:
+    """``any(predicate(value))`` evaluated now; False for a traced value (left to the result).
+
+    A concrete array is tested where it lives (on its devices, sharded or not, with only
+    the answer brought back) and eagerly even inside a caller's ``jit``, where jnp on a
+    closed-over constant would otherwise be staged into a tracer.
+    """
+    if not is_concrete(value):
+        return False
+    with jax.ensure_compile_time_eval():
+        value = jnp.asarray(value)
+        return value.size > 0 and bool(jnp.any(predicate(value)))
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -122,7 +136,7 @@ def check_scalar(
 def check_finite_tree(name: str, tree: PyTree) -> None:
     """NaN or Inf in a concrete leaf is a ValueError; traced leaves are left to the result."""
     for leaf in jax.tree.leaves(tree):
-        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+        if concrete_any(leaf, lambda v: ~jnp.isfinite(v)):
             raise ValueError(f"{name} must be finite, got NaN or Inf entries")
 
 

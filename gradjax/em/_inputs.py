@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_finite_tree, check_int, is_concrete
+from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete
 
 INITS = ("k-means++", "random")
 METRICS = ("euclidean", "cosine")
@@ -81,14 +81,14 @@ def as_weights(weights: Any, n: int, dtype) -> jax.Array:
     shape = np.shape(weights)
     if shape != (n,):
         raise ValueError(f"weights must have shape ({n},) (one per point), got {shape}")
-    if is_concrete(weights):
-        host = np.asarray(weights)
-        if not np.issubdtype(host.dtype, np.number) and host.dtype != bool:
-            raise TypeError(f"weights must be numeric, got dtype {host.dtype}")
-        if not np.all(np.isfinite(host)) or np.any(host < 0):
-            raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
-        if not np.any(host > 0):
-            raise ValueError("weights must have at least one positive entry, got all zeros")
+    if not hasattr(weights, "dtype"):
+        weights = np.asarray(weights)
+    if not np.issubdtype(weights.dtype, np.number) and weights.dtype != bool:
+        raise TypeError(f"weights must be numeric, got dtype {weights.dtype}")
+    if concrete_any(weights, lambda w: ~jnp.isfinite(w) | (w < 0)):
+        raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
+    if is_concrete(weights) and not concrete_any(weights, lambda w: w > 0):
+        raise ValueError("weights must have at least one positive entry, got all zeros")
     return jnp.asarray(weights, dtype)
 
 
@@ -107,8 +107,7 @@ def check_init(init: Any, num_clusters: int, d: int, dtype) -> str | jax.Array:
 
 def check_unit_normalisable(name: str, x: jax.Array) -> None:
     """Cosine needs a direction for every row: a zero row is an error when concrete."""
-    # on the host: jnp here would be staged into a caller's jit even for a constant x
-    if is_concrete(x) and np.any(np.all(np.asarray(x) == 0, axis=1)):
+    if concrete_any(x, lambda v: jnp.all(v == 0, axis=1)):
         raise ValueError(f"{name} has a zero-norm row, which has no direction for metric='cosine'")
 
 

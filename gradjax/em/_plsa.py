@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse
 
-from gradjax._checks import check_finite_tree, check_int, check_key, check_scalar, is_concrete
+from gradjax._checks import check_finite_tree, check_int, check_key, check_scalar, concrete_any
 from gradjax._loop import scan_loop
 
 from . import _plsa_sparse
@@ -73,16 +73,8 @@ class PLSAResult(NamedTuple):
 # ----------------------------------------------------------------------------- checks
 
 
-def _concrete_any(x: jax.Array, predicate) -> bool:
-    """``any(predicate(x))`` for a concrete ``x``; False for a traced ``x``."""
-    if not is_concrete(x) or x.size == 0:
-        return False
-    with jax.ensure_compile_time_eval():  # evaluate now, even inside someone's jit
-        return bool(jnp.any(predicate(x)))
-
-
 def _concrete_any_negative(x: jax.Array) -> bool:
-    return _concrete_any(x, lambda v: v < 0)
+    return concrete_any(x, lambda v: v < 0)
 
 
 def _concrete_min(x: jax.Array) -> float:
@@ -146,7 +138,7 @@ def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) 
     check_finite_tree(name, value)
     if _concrete_any_negative(value):
         raise ValueError(f"{name} must be non-negative, got a minimum of {_concrete_min(value)}")
-    if _concrete_any(value, lambda v: jnp.sum(v, axis=1) <= 0):
+    if concrete_any(value, lambda v: jnp.sum(v, axis=1) <= 0):
         raise ValueError(f"{name} must have rows with a positive sum, got an all-zero row")
     value = value.astype(dtype)
     return value / jnp.sum(value, axis=1, keepdims=True)
