@@ -16,6 +16,7 @@ from gradjax._checks import (
     check_int,
     check_key,
     check_scalar,
+    concrete_any,
     is_concrete,
 )
 from gradjax.models import fit
@@ -147,6 +148,23 @@ def test_check_finite_tree():
         with pytest.raises(ValueError, match="x must be finite, got NaN or Inf"):
             check_finite_tree("x", bad)
     traced(lambda v: check_finite_tree("x", v), jnp.array([jnp.nan]))  # left to the result
+
+
+def test_concrete_checks_run_on_constants_closed_over_inside_jit():
+    """Inside a caller's jit, jnp on a constant is staged into a tracer; the concrete
+    checks evaluate it now, so a closed-over NaN is still an error."""
+    bad, good = jnp.array([1.0, jnp.nan]), jnp.array([1.0, 2.0])
+    with pytest.raises(ValueError, match="x must be finite"):
+        jax.jit(lambda: check_finite_tree("x", bad))()
+    seen = []
+
+    def body():
+        seen.append(concrete_any(good, lambda v: v > 1.5))
+        return good
+
+    jax.jit(body)()
+    assert seen == [True]
+    assert concrete_any(np.zeros((0, 3)), lambda v: v == 0) is False  # empty: nothing to flag
 
 
 def test_check_key():

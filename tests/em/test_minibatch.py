@@ -184,6 +184,10 @@ def test_bad_batches_of_update():
         km.update(state, np.zeros((4, 3)), weights=np.ones(3))
     with pytest.raises(TypeError, match="state"):
         km.update(tuple(state), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"centroids must have shape \(k >= 1, 2\)"):
+        km.assign(state, np.zeros((4, 2)))  # x of 2 features against centroids of 3
+    with pytest.raises(ValueError, match="x must be finite"):
+        km.assign(state, np.full((4, 3), np.inf))
     with pytest.raises(ValueError, match="batch must be non-empty"):
         km.update(state, np.zeros((0, 3)))
     with pytest.raises(ValueError, match="weights must be finite"):
