@@ -192,15 +192,3 @@ def test_bad_batches_of_update():
         km.update(state, np.zeros((0, 3)))
     with pytest.raises(ValueError, match="weights must be finite"):
         km.update(state, np.zeros((4, 3)), weights=np.array([1, np.nan, 1, 1]))
-
-
-def test_a_traced_nan_weight_reaches_the_centroids():
-    """``batch_counts > 0`` would have kept the old centroid for a NaN count."""
-    km = em.minibatch_kmeans(2, init=np.array([[0.0, 0.0], [5.0, 5.0]], np.float32))
-    x = np.array([[0.0, 1.0], [1.0, 0.0], [5.0, 4.0], [4.0, 5.0]], np.float32)
-    state = km.init(jax.random.key(0), x)
-    update = jax.jit(km.update)
-    good = update(state, x, np.ones(4, np.float32))
-    np.testing.assert_allclose(good.centroids, [[0.5, 0.5], [4.5, 4.5]])
-    bad = update(state, x, np.array([1, np.nan, 1, 1], np.float32))
-    np.testing.assert_array_equal(np.isnan(bad.centroids).any(1), [True, False])

@@ -376,20 +376,6 @@ def test_bad_input_sparse_fold_in_and_log_likelihood(call, error, match):
         call()
 
 
-def test_traced_nan_counts_give_a_nan_likelihood_and_no_convergence():
-    """Traced counts cannot be checked: a NaN count must reach the result (a zero-count
-    mask of the form ``counts > 0`` used to drop it and report a finite fit)."""
-    counts = small_counts(seed=36, dtype=jnp.float32)
-    theta, phi = random_factors(37, 30, 40, 3, dtype=jnp.float32)
-    bad = counts.at[0, 0].set(jnp.nan)
-    fit = jax.jit(lambda c: em.plsa(jax.random.key(0), c, 3, num_iters=5))(bad)
-    assert not bool(fit.converged) and bool(jnp.isnan(fit.log_likelihood))
-    log_lik = jax.jit(em.plsa_log_likelihood)
-    assert bool(jnp.isfinite(log_lik(counts, theta, phi)))
-    assert bool(jnp.isnan(log_lik(bad, theta, phi)))
-    assert bool(jnp.isnan(log_lik(sparse.BCOO.fromdense(bad), theta, phi)))
-
-
 def test_concrete_inputs_closed_over_inside_jit_are_checked():
     counts = small_counts(seed=34, dtype=jnp.float32)
     theta, phi = random_factors(35, 30, 40, 3, dtype=jnp.float32)

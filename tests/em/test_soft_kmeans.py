@@ -103,25 +103,15 @@ def test_large_stiffness_on_float32_data_far_apart_stays_finite_and_is_lloyd():
     x, c0 = problem(3, n=200, k=4)
     x, c0 = np.float32(x * 100), np.float32(c0 * 100)
     soft = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=1e4, num_iters=10, init=c0, tol=0)
-    hard = em.kmeans(jax.random.key(0), x, 4, num_iters=10, init=c0, tol=0)
     assert bool(jnp.all(jnp.isfinite(soft.centroids))) and bool(jnp.isfinite(soft.inertia))
+    c = np.float64(c0)  # Lloyd's 10 steps, written out in float64
+    for _ in range(10):
+        labels = np.argmin(((x[:, None] - c[None]) ** 2).sum(-1), 1)
+        c = np.stack([x[labels == j].mean(0) for j in range(4)])
+    labels = np.argmin(((x[:, None] - c[None]) ** 2).sum(-1), 1)
     # float32 sums of 200 points of size ~1e3: a few ulps of the centroids
-    chex.assert_trees_all_close(soft.centroids, hard.centroids, rtol=1e-5, atol=0)
-    np.testing.assert_array_equal(soft.labels, hard.labels)
-
-
-def test_traced_nan_or_inf_is_reported_as_not_converged():
-    x, c0 = problem(5, n=60)
-    x, c0, w = np.float32(x), np.float32(c0), np.ones(60, np.float32)
-    fit = jax.jit(lambda x, w, c: em.soft_kmeans(KEY, x, 3, stiffness=2.0, init=c, weights=w))
-    assert bool(fit(x, w, c0).converged)
-    xn, wn, cn = x.copy(), w.copy(), c0.copy()
-    xn[3, 0], wn[7], cn[1, 1] = np.nan, np.nan, np.inf
-    for args in ((xn, w, c0), (x, wn, c0), (x, w, cn)):
-        out = fit(*args)
-        assert not bool(out.converged)
-    out = jax.jit(lambda x: em.soft_kmeans(KEY, x, 3, stiffness=2.0))(xn)  # seeded
-    assert not bool(out.converged) and not bool(jnp.isfinite(out.inertia))
+    chex.assert_trees_all_close(soft.centroids, c, rtol=1e-5, atol=0)
+    np.testing.assert_array_equal(soft.labels, labels)
 
 
 X10 = np.zeros((10, 2), np.float32)
