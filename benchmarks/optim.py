@@ -3,16 +3,13 @@ micro-batching saves."""
 
 from __future__ import annotations
 
-import statistics
-import time
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks._harness import Table, Timing, ms, time_fn
+from benchmarks._harness import Table, ms, time_fns, tour_table
 from gradjax import optim
+from gradjax.examples._classify import classifier_loss
 from gradjax.models import MLP
 
 
@@ -32,22 +29,6 @@ QUICK_NOTE = [
     "--quick size: a few milliseconds per call, so ratios are noisy; the targets are "
     "for the full size."
 ]
-
-
-def interleaved(calls: dict, rounds: int) -> dict:
-    """``Timing`` per call, timed round-robin so that load from other processes spreads
-    evenly over the variants instead of hitting whichever happened to run then."""
-    first = {label: time_fn(fn, repeats=1).first for label, fn in calls.items()}
-    times = {label: [] for label in calls}
-    for _ in range(rounds):
-        for label, fn in calls.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[label].append(time.perf_counter() - t0)
-    return {
-        label: Timing(statistics.median(t), min(t), first[label], rounds)
-        for label, t in times.items()
-    }
 
 
 def clip_overhead(quick: bool) -> Table:
@@ -77,7 +58,7 @@ def clip_overhead(quick: bool) -> Table:
         state = transform.init(params)
         update = jax.jit(transform.update)
         calls[label] = lambda u=update, s=state: u(grads, s, params)
-    timings = interleaved(calls, rounds=9)
+    timings = time_fns(calls, repeats=9)
     peer = timings["`optax.clip_by_global_norm` + adam (peer)"]
     rows, worst = [], 0.0
     for label, timing in timings.items():
@@ -115,10 +96,7 @@ def microbatch_memory(quick: bool) -> Table:
     transform = optax.adam(1e-3)
     opt_state = transform.init(params)
 
-    def loss_fn(p, data):
-        inputs, labels = data
-        logits = model.apply(p, inputs)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    loss_fn = classifier_loss(model)
 
     def train_step(grad_fn):
         def step(p, s, data):
@@ -142,7 +120,7 @@ def microbatch_memory(quick: bool) -> Table:
         outputs[label] = analysis.output_size_in_bytes
         losses[label] = float(step(params, opt_state, (x, y))[2])
         calls[label] = lambda s=step: s(params, opt_state, (x, y))
-    timings = interleaved(calls, rounds=5)
+    timings = time_fns(calls, repeats=5)
     results = {label: (temps[label], timings[label], losses[label]) for label in variants}
     peer_temp, peer_time, peer_loss = results["`jax.value_and_grad` (peer)"]
     rows = []
@@ -191,23 +169,18 @@ def microbatch_memory(quick: bool) -> Table:
 
 
 def clip_convergence(quick: bool) -> Table:
-    """The tour's clipping experiment (techniques.md §7), with its plot next to RESULTS.md."""
+    """The tour's clipping experiment (techniques.md §7), recorded with its plot."""
     del quick  # already small: 40 steps of θ⁴ and 120 full-batch steps of a digits MLP
     from gradjax.datasets import load_digits
-    from gradjax.tour import Report
     from gradjax.tour.optim import clipping
 
-    report = Report(Path(__file__).parent)
-    clipping(report, *load_digits())
-    return Table(
+    return tour_table(
         "clip_convergence",
         "fixed-step GD vs clip-1 and clip-2 on f(θ) = θ⁴ and on an MLP on digits at η = 2",
-        ["experiment", "result", "checked against"],
-        rows=report.summary,
+        lambda report: clipping(report, *load_digits()),
         notes=[
             "Clip-1 = `clip_by_global_norm`, clip-2 = `soft_clip_by_global_norm`, each chained "
-            "with `optax.sgd`; the same code makes the tour's figure.",
-            "![clipping: update norms, θ⁴, digits MLP](optim_clipping.png)",
+            "with `optax.sgd`; the tour's `optim` section runs the same code."
         ],
     )
 

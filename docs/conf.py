@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,11 +22,16 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax from _static/mathjax, not a CDN: math renders offline
     "sphinx.ext.viewcode",
 ]
 autosummary_generate = True
+# API pages titled by the short name (the signature shows the module): the sidebar lists
+# ``integrated_gradients``, not ``gradjax.attribution.integrated_gradients`` cut mid-word.
+templates_path = ["_templates"]
 autodoc_default_options = {"members": True, "undoc-members": False}
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"  # no second, untyped "Parameters" list
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # NamedTuple fields are documented once, by autodoc
@@ -32,11 +39,16 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 nb_execution_mode = "off"  # the notebooks are rendered, not executed (make test runs them)
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 html_theme = "sphinx_book_theme"
+html_static_path = ["_static"]
+html_css_files = ["gradjax.css"]
 html_title = "gradjax"
 html_theme_options = {
     "repository_url": "https://github.com/gradjax/gradjax",
     "use_repository_button": True,
     "show_toc_level": 2,
+    # pydata-sphinx-theme >= 0.18 adds its own header with a second search button above
+    # the book theme's layout; the sidebar keeps the search field.
+    "navbar_persistent": [],
 }
 
 
@@ -50,8 +62,18 @@ def _copy_generated_sources() -> None:
     bench.mkdir(exist_ok=True)
     for path in sorted((ROOT / "benchmarks").glob("*.png")):
         shutil.copy(path, bench / path.name)
-    results = (ROOT / "benchmarks" / "RESULTS.md").read_text()
-    results = results.replace("# gradjax benchmarks", "# Benchmarks", 1).replace("\n### ", "\n## ")
+    # RESULTS.md re-rendered from results.json's tables, so that every table gets the
+    # harness's current markdown (a "|" in a cell escaped) even if it ran before that fix.
+    from benchmarks.__main__ import render
+    from benchmarks._harness import Table
+
+    entries = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    for entry in entries.values():
+        entry["markdown"] = Table(**entry["table"]).to_markdown()
+    results = render(entries)
+    results = results.replace("# gradjax benchmarks", "# Benchmarks", 1)
+    # "### `name`: title" becomes a short heading (the page's contents list) and a lead line.
+    results = re.sub(r"^### (`[^`]+`): (.*)$", r"## \1\n\n**\2**", results, flags=re.M)
     (bench / "results.md").write_text(results)
 
 
@@ -99,3 +121,15 @@ def _write_api_page() -> None:
 
 
 _write_api_page()
+
+
+def _skip_namedtuple_fields(app, what, name, obj, skip, options):
+    """NamedTuple fields are documented once, in the class docstring, not as "Alias for field
+    number N" members."""
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_namedtuple_fields)

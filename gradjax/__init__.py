@@ -8,3 +8,5 @@ from gradjax import optim as optim
 from gradjax import regularizers as regularizers
 
 __version__ = "0.1.0"
+
+__all__ = ["attribution", "em", "gan", "newton", "optim", "regularizers"]

@@ -15,7 +15,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_scalar, real_array
+from gradjax._checks import (
+    check_callable,
+    check_choice,
+    check_finite_tree,
+    check_scalar,
+    real_array,
+)
 
 __all__ = ["hinge_losses", "qp_losses", "single_loss"]
 
@@ -37,6 +43,10 @@ def _check_scores(t_real: Any, t_fake: Any) -> tuple[jax.Array, jax.Array]:
         raise ValueError(
             f"t_real and t_fake must have the same shape, got {t_real.shape} and {t_fake.shape}"
         )
+    if t_real.shape[0] == 0:
+        raise ValueError(f"t_real must hold at least one score, got shape {t_real.shape}")
+    check_finite_tree("t_real", t_real)
+    check_finite_tree("t_fake", t_fake)
     return jnp.ravel(t_real), jnp.ravel(t_fake)
 
 
@@ -80,7 +90,8 @@ def qp_losses(
     Returns:
       ``(d_loss, g_loss)``, two scalars of one dtype: the inputs' common dtype, or
       float32 when that is narrower (bf16/float16 inputs, integer images), so both
-      losses are formed and returned in float32 or wider. A NaN input gives NaN losses.
+      losses are formed and returned in float32 or wider. A NaN or Inf in concrete
+      inputs is a ``ValueError``; in traced ones it gives NaN losses.
 
     Example:
       >>> import jax.numpy as jnp
@@ -106,10 +117,9 @@ def qp_losses(
             f"x_real must have the scores' batch size {batch} on its leading axis, "
             f"got shape {real_shape}"
         )
-    if not isinstance(distance, str):
-        raise TypeError(f"distance must be a str, got {type(distance).__name__} {distance!r}")
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
+    check_finite_tree("x_real", x_real)
+    check_finite_tree("x_fake", x_fake)
+    check_choice("distance", distance, _DISTANCES)
     check_scalar("lam", lam, low=0.0, strict=True)
 
     dtype = _loss_dtype(t_real, t_fake, x_real, x_fake)
@@ -240,8 +250,7 @@ def single_loss(
         ("generator", generator),
         ("discriminator", discriminator),
     ):
-        if not callable(fn):
-            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+        check_callable(name, fn)
     check_scalar("g_weight", g_weight, low=0.0)
 
     def loss_fn(params: dict, x_real: jax.Array, z: jax.Array) -> tuple[jax.Array, dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from benchmarks import __main__ as runner
-from benchmarks._harness import Table, format_cell, ratio, time_fn
+from benchmarks._harness import Table, format_cell, ratio, time_fn, time_fns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +23,22 @@ def test_time_fn_counts_calls_and_blocks():
     timing = time_fn(fn, repeats=4, warmup=2)
     assert len(calls) == 6 and timing.repeats == 4
     assert 0 <= timing.min <= timing.median and timing.first > 0 and timing.compile >= 0
+
+
+def test_time_fns_round_robin_keeps_last_result():
+    order = []
+
+    def call(label):
+        def fn():
+            order.append(label)
+            return jnp.full(2, len(order))
+
+        return fn
+
+    timings = time_fns({"a": call("a"), "b": call("b")}, repeats=3)
+    assert order == ["a", "b"] * 4  # one warm-up each, then three rounds
+    assert timings["b"].result.tolist() == [8, 8] and timings["a"].repeats == 3
+    assert all(t.min <= t.median <= t.max for t in timings.values())
 
 
 def test_table_markdown_and_cells():

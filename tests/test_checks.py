@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradjax import datasets
 from gradjax._checks import (
     check_bool,
     check_callable,
@@ -19,7 +18,6 @@ from gradjax._checks import (
     concrete_any,
     is_concrete,
 )
-from gradjax.models import fit
 
 
 def traced(check, value):
@@ -198,41 +196,3 @@ def test_check_callable_and_choice():
     for bad in ("c", 1, None):
         with pytest.raises(ValueError, match=r"method must be one of \['a', 'b'\], got"):
             check_choice("method", bad, ("a", "b"))
-
-
-# ----------------------------------------------------------------------------- the rules in use
-# The datasets and models.fit take their arguments through the same rules (em and
-# attribution have their own tables in tests/em and tests/attribution).
-
-KEY = jax.random.key(0)
-LOSS = lambda p, b, k: jnp.sum(p)  # noqa: E731
-DATA = (jnp.ones((8, 2)),)
-BAD_USES = [
-    (lambda: datasets.ring_modes(0), ValueError, "num_modes must be >= 1"),
-    (lambda: datasets.ring_modes(8, radius=np.nan), ValueError, "radius must be finite"),
-    (lambda: datasets.ring_of_gaussians(0, 10), TypeError, "key must be a PRNG key"),
-    (lambda: datasets.ring_of_gaussians(KEY, 10.0), TypeError, "n must be an int"),
-    (lambda: datasets.ring_of_gaussians(KEY, 10, std=jnp.array(-1.0)), ValueError, "std must"),
-    (lambda: datasets.plsa_corpus(KEY, 10, 20, np.int64(0)), ValueError, "num_topics must be >= 1"),
-    (lambda: datasets.plsa_corpus(KEY, 10, 20, 2, concentration=0), ValueError, "concentration"),
-    (lambda: datasets.plsa_corpus(KEY, 10, 20, 2, doc_length="9"), TypeError, "doc_length"),
-    (lambda: datasets.load_sentiment(test_fraction=1.0), ValueError, "test_fraction must be < 1"),
-    (lambda: datasets.load_sentiment(test_fraction="0.2"), TypeError, "test_fraction"),
-    (lambda: datasets.CharVocab.build(["ab"], min_count=0), ValueError, "min_count must be >= 1"),
-    (lambda: fit(0, LOSS, jnp.zeros(2), DATA, optimizer=None, steps=1, batch_size=2),
-     TypeError, "key must be a PRNG key"),
-    (lambda: fit(KEY, "loss", jnp.zeros(2), DATA, optimizer=None, steps=1, batch_size=2),
-     TypeError, "loss_fn must be callable"),
-    (lambda: fit(KEY, LOSS, jnp.zeros(2), DATA, optimizer=None, steps=1, batch_size=9),
-     ValueError, r"batch_size must be in \[1, 8\], got 9"),
-    (lambda: fit(KEY, LOSS, jnp.zeros(2), DATA, optimizer=None, steps=jnp.int32(0), batch_size=2),
-     ValueError, "steps must be >= 1"),
-    (lambda: fit(KEY, LOSS, jnp.zeros(2), DATA, optimizer=None, steps=1, batch_size=2,
-                 progress=None), TypeError, "progress must be a bool"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("call,error,words", BAD_USES, ids=[w for _, _, w in BAD_USES])
-def test_datasets_and_fit_name_the_bad_argument(call, error, words):
-    with pytest.raises(error, match=words):
-        call()

@@ -47,6 +47,10 @@ def test_docs_build_without_warnings_and_document_every_public_name(tmp_path):
         if not (out / "generated" / f"{module}.{name}.html").exists()
     ]
     assert not missing, f"public names without an API page: {missing}"
+    # The math renders with no network: MathJax is served from _static, not a CDN.
+    idea = (out / "idea.html").read_text()
+    assert (out / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert 'src="_static/mathjax/tex-chtml.js"' in idea and "cdn.jsdelivr" not in idea
     for page in [
         "idea",
         "areas/newton",

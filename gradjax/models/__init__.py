@@ -8,3 +8,14 @@ from ._gan import MLPCritic as MLPCritic
 from ._gan import MLPGenerator as MLPGenerator
 from ._mlp import MLP as MLP
 from ._text import CharCNN as CharCNN
+
+__all__ = [
+    "MLP",
+    "CharCNN",
+    "DCGANCritic",
+    "DCGANGenerator",
+    "FitResult",
+    "MLPCritic",
+    "MLPGenerator",
+    "fit",
+]

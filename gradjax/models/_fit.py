@@ -48,17 +48,24 @@ def fit(
       >>> result.params.round(2)
       Array([ 1. , -2. ,  0.5], dtype=float32)
     """
-    key = check_key("key", key)
+    check_key("key", key)
     check_callable("loss_fn", loss_fn)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer).__name__}"
+        )
+    steps = check_int("steps", steps, 1)
+    progress = check_bool("progress", progress)
     arrays = tuple(jnp.asarray(a) for a in arrays)
     if not arrays:
         raise ValueError("arrays must hold at least one array")
+    shapes = [a.shape for a in arrays]
+    if any(a.ndim == 0 or a.shape[0] != arrays[0].shape[0] for a in arrays):
+        raise ValueError(f"arrays must share a leading (row) axis, got shapes {shapes}")
     n = arrays[0].shape[0]
-    if any(a.shape[0] != n for a in arrays):
-        raise ValueError(f"arrays must share their leading size, got {[a.shape for a in arrays]}")
+    if n == 0:
+        raise ValueError(f"arrays must have at least one row, got shapes {shapes}")
     batch_size = check_int("batch_size", batch_size, 1, n)
-    steps = check_int("steps", steps, 1)
-    check_bool("progress", progress)
 
     @jax.jit
     def step(params, opt_state, rows, key):

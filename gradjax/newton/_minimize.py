@@ -11,7 +11,14 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from gradjax._checks import check_int, check_scalar, check_scalar_fun, floating_tree
+from gradjax._checks import (
+    check_choice,
+    check_finite_tree,
+    check_int,
+    check_scalar,
+    check_scalar_fun,
+    floating_tree,
+)
 from gradjax._loop import scan_loop, while_loop
 from gradjax.newton._adjoint import implicit_adjoint
 from gradjax.newton._cg import matrix_free_model
@@ -73,10 +80,8 @@ class _State(NamedTuple):
 
 
 def _check_options(method: str, adjoint: str, options: dict) -> dict:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if adjoint not in ADJOINTS:
-        raise ValueError(f"adjoint must be one of {ADJOINTS}, got {adjoint!r}")
+    check_choice("method", method, METHODS)
+    check_choice("adjoint", adjoint, ADJOINTS)
     unknown = set(options) - OPTIONS[method]
     if unknown:
         raise TypeError(
@@ -146,7 +151,7 @@ def minimize(
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: initial iterate, a pytree of floating arrays.
+      params: initial iterate, a pytree of floating arrays (finite, when concrete).
       *args: pytrees of arrays passed to ``fun`` (may be traced, batched by vmap,
         differentiated).
       method: ``"newton"`` (default), ``"newton_cg"`` or ``"gradient_descent"``.
@@ -176,6 +181,7 @@ def minimize(
     num_steps = check_int("num_steps", num_steps, 0)
     check_scalar("tol", tol, low=0.0)
     params = floating_tree("params", params)
+    check_finite_tree("params", params)
     args = jax.tree.map(jnp.asarray, args)
     dtypes = jax.tree.map(lambda leaf: leaf.dtype, params)
     params = jax.tree.map(lambda leaf: leaf.astype(_compute_dtype(leaf)), params)

@@ -10,7 +10,13 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from gradjax._checks import check_int, check_scalar, check_scalar_fun, floating_tree
+from gradjax._checks import (
+    check_finite_tree,
+    check_int,
+    check_scalar,
+    check_scalar_fun,
+    floating_tree,
+)
 from gradjax.newton._cg import conjugate_gradients, hessian_vector_product
 from gradjax.newton._model import value_grad_hessian
 
@@ -19,6 +25,7 @@ PyTree = Any
 
 def _checked(fun: Callable, params: PyTree, args: tuple) -> PyTree:
     params = floating_tree("params", params)
+    check_finite_tree("params", params)
     check_scalar_fun("fun", fun, params, *args)
     return params
 
@@ -33,7 +40,7 @@ def newton_step(fun: Callable, params: PyTree, *args, damping: float = 0.0) -> P
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: a pytree of floating arrays (flattened for the solve; the Hessian is
+      params: a pytree of finite floating arrays (flattened for the solve; the Hessian is
         ``n×n`` for ``n`` parameters).
       *args: further arguments of ``fun`` (data), not differentiated.
       damping: Levenberg damping ``λ >= 0`` added to the Hessian's diagonal.
@@ -74,7 +81,7 @@ def newton_cg_step(
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: a pytree of floating arrays (kept as a pytree, never flattened).
+      params: a pytree of finite floating arrays (kept as a pytree, never flattened).
       *args: further arguments of ``fun``, not differentiated.
       damping: ``λ >= 0`` added to the Hessian's diagonal.
       maxiter: at most this many CG iterations (default: the number of parameters).
@@ -92,12 +99,11 @@ def newton_cg_step(
     params = _checked(fun, params, args)
     check_scalar("damping", damping, low=0.0)
     check_scalar("tol", tol, low=0.0)
-    size = sum(leaf.size for leaf in jax.tree.leaves(params))
-    maxiter = size if maxiter is None else check_int("maxiter", maxiter, 1)
+    maxiter = optax.tree.size(params) if maxiter is None else check_int("maxiter", maxiter, 1)
     grad = jax.grad(fun)(params, *args)
     hvp = hessian_vector_product(fun, args, params, damping)
     delta = conjugate_gradients(hvp, optax.tree.scale(-1.0, grad), maxiter=maxiter, tol=tol)
-    return jax.tree.map(lambda p, d: (p + d).astype(p.dtype), params, delta.solution)
+    return optax.tree.cast_like(optax.tree.add(params, delta.solution), params)
 
 
 def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: float) -> PyTree:
@@ -110,7 +116,7 @@ def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: f
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
-      params: a pytree of floating arrays.
+      params: a pytree of finite floating arrays.
       *args: further arguments of ``fun``.
       learning_rate: ``η > 0``, the inverse of the model's curvature.
 
@@ -128,4 +134,4 @@ def gradient_descent_step(fun: Callable, params: PyTree, *args, learning_rate: f
         raise TypeError("learning_rate is required for gradient descent")
     check_scalar("learning_rate", learning_rate, low=0.0, strict=True)
     g = jax.grad(fun)(params, *args)
-    return jax.tree.map(lambda p, d: (p - learning_rate * d).astype(p.dtype), params, g)
+    return optax.tree.cast_like(optax.tree.add_scale(params, -learning_rate, g), params)

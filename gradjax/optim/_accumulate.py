@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradjax._checks import check_bool, check_int, inexact_tree
+from gradjax._checks import check_bool, check_callable, check_int, inexact_tree
 
 PyTree = Any
 
@@ -160,8 +160,7 @@ def microbatched_value_and_grad(
       Su Jianlin, "Trading time for results: a gradient accumulation optimizer for
       Keras" (kexue.fm/archives/6794), 2019.
     """
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    check_callable("loss_fn", loss_fn)
     num_microbatches = check_int("num_microbatches", num_microbatches, 1)
     has_aux = check_bool("has_aux", has_aux)
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=has_aux)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradjax._checks import check_bool, check_scalar, inexact_tree
+from gradjax._checks import check_bool, check_callable, check_scalar, inexact_tree
 
 PyTree = Any
 Multipliers = Mapping[str, float] | Callable[[str, jax.Array], Any] | PyTree
@@ -258,8 +258,7 @@ def map_gradients(fn: Callable[[str, jax.Array], jax.Array]) -> optax.GradientTr
       Su Jianlin, "Making Keras cooler: layer-wise learning rates and free gradients"
       (kexue.fm/archives/6418), 2019.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be a callable (path, g) -> g, got {type(fn).__name__}")
+    check_callable("fn", fn)
 
     def apply(path: str, g: jax.Array) -> jax.Array:
         out = fn(path, g)

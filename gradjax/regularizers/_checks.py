@@ -1,63 +1,40 @@
-"""Argument checks of the regularisers: each error names the argument it rejects."""
+"""Argument checks of the regularisers alone: inputs, masks and array-valued functions.
+
+Numbers, ints, keys and callables go through the shared rules of ``gradjax._checks``.
+"""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gradjax._checks import floating_tree, is_concrete
+from gradjax._checks import check_callable, check_finite_tree, floating_tree
 
 PyTree = Any
 
 
 def _as_inputs(x: PyTree) -> PyTree:
-    """x as a pytree of floating jax arrays; concrete leaves must be finite."""
+    """x as a non-empty pytree of floating jax arrays; concrete leaves must be finite."""
     x = floating_tree("x", x, " (perturb embeddings, not token ids)")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(x):
-        if is_concrete(leaf) and not np.isfinite(np.asarray(leaf, np.float64)).all():
-            where = jax.tree_util.keystr(path, simple=True, separator="/") or "x"
-            raise ValueError(f"x must be finite, got NaN or Inf in {where}")
+    if not any(leaf.size for leaf in jax.tree.leaves(x)):
+        shapes = [leaf.shape for leaf in jax.tree.leaves(x)]
+        raise ValueError(f"x must have at least one entry, got arrays of shapes {shapes}")
+    check_finite_tree("x", x)
     return x
 
 
-def _check_callable(name: str, fn: Any) -> None:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-
-
 def _check_array_output(name: str, fn: Callable, x: PyTree) -> jax.ShapeDtypeStruct:
-    _check_callable(name, fn)
+    """``fn(x)`` must return one floating array (logits, a vector-valued function)."""
+    check_callable(name, fn)
     out = jax.eval_shape(fn, x)
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise TypeError(f"{name} must return one array, got {type(out).__name__}")
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name} must return floating values, got dtype {out.dtype}")
     return out
-
-
-def _check_nonnegative(name: str, value: Any) -> None:
-    """Rejects negative (or NaN) Python/NumPy numbers; traced values pass unchecked."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    if jnp.ndim(value) != 0:
-        raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
-    if not float(value) >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    try:
-        count = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {count}")
-    return count
 
 
 def _as_mask(mask: PyTree | None, x: PyTree) -> PyTree | None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import jax
 
-from gradjax._checks import check_scalar_fun
+from gradjax._checks import check_scalar, check_scalar_fun
 
-from ._checks import _as_inputs, _as_mask, _check_nonnegative
+from ._checks import _as_inputs, _as_mask
 from ._tree import _apply_mask, _axpy, _normalize
 
 PyTree = Any
@@ -48,7 +48,7 @@ def fgm_perturbation(
     """
     x = _as_inputs(x)
     check_scalar_fun("loss_fn", loss_fn, x)
-    _check_nonnegative("epsilon", epsilon)
+    check_scalar("epsilon", epsilon, low=0.0)
     mask = _as_mask(mask, x)
     return _fgm(loss_fn, x, epsilon, mask)
 
@@ -90,6 +90,6 @@ def adversarial_loss(
     """
     x = _as_inputs(x)
     check_scalar_fun("loss_fn", loss_fn, x)
-    _check_nonnegative("epsilon", epsilon)
+    check_scalar("epsilon", epsilon, low=0.0)
     mask = _as_mask(mask, x)
     return loss_fn(_axpy(1, _fgm(loss_fn, x, epsilon, mask), x))

@@ -7,11 +7,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from gradjax._checks import check_scalar_fun
+from gradjax._checks import check_int, check_key, check_scalar, check_scalar_fun
 
-from ._checks import _as_inputs, _as_mask, _check_count, _check_nonnegative
-from ._tree import _apply_mask, _axpy, _normal_like
+from ._checks import _as_inputs, _as_mask
+from ._tree import _apply_mask, _axpy
 
 PyTree = Any
 
@@ -53,11 +54,12 @@ def noisy_loss(
     """
     x = _as_inputs(x)
     check_scalar_fun("loss_fn", loss_fn, x)
-    _check_nonnegative("sigma", sigma)
-    num_samples = _check_count("num_samples", num_samples, 1)
+    check_key("key", key)
+    check_scalar("sigma", sigma, low=0.0)
+    num_samples = check_int("num_samples", num_samples, 1)
     mask = _as_mask(mask, x)
 
     def one(k):
-        return loss_fn(_axpy(sigma, _apply_mask(_normal_like(k, x), mask), x))
+        return loss_fn(_axpy(sigma, _apply_mask(optax.tree.random_like(k, x), mask), x))
 
     return jnp.mean(jax.vmap(one)(jax.random.split(key, num_samples)))

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import optax
 
-from gradjax._checks import check_scalar_fun
+from gradjax._checks import check_key, check_scalar_fun
 
 from ._checks import _as_inputs, _check_array_output
-from ._tree import _sum_squares
 
 PyTree = Any
 
@@ -37,7 +37,7 @@ def gradient_penalty(fn: Callable[[PyTree], jax.Array], x: PyTree) -> jax.Array:
     """
     x = _as_inputs(x)
     check_scalar_fun("fn", fn, x)
-    return _sum_squares(jax.grad(fn)(x))
+    return optax.tree.norm(jax.grad(fn)(x), squared=True)
 
 
 def jacobian_penalty(
@@ -68,9 +68,9 @@ def jacobian_penalty(
     x = _as_inputs(x)
     out = _check_array_output("fn", fn, x)
     if key is None:
-        num_in = sum(leaf.size for leaf in jax.tree.leaves(x))
-        jac = (jax.jacrev if out.size <= num_in else jax.jacfwd)(fn)(x)
-        return _sum_squares(jac)
+        jac = (jax.jacrev if out.size <= optax.tree.size(x) else jax.jacfwd)(fn)(x)
+        return optax.tree.norm(jac, squared=True)
+    check_key("key", key)
     signs = jax.random.rademacher(key, out.shape, out.dtype)
     return _signed_jacobian_penalty(fn, x, signs)
 
@@ -79,4 +79,4 @@ def _signed_jacobian_penalty(fn: Callable, x: PyTree, signs: jax.Array) -> jax.A
     """‖Σᵢ ηᵢ ∇ₓfᵢ(x)‖² for given signs η (one vector-Jacobian product)."""
     _, vjp = jax.vjp(fn, x)
     (grad,) = vjp(signs)
-    return _sum_squares(grad)
+    return optax.tree.norm(grad, squared=True)

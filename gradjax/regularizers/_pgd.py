@@ -11,15 +11,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradjax._checks import check_int, check_scalar_fun, is_concrete
-
-from ._checks import (
-    _as_inputs,
-    _as_mask,
-    _check_array_output,
-    _check_nonnegative,
+from gradjax._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_key,
+    check_scalar,
+    check_scalar_fun,
+    is_concrete,
 )
-from ._tree import _apply_mask, _axpy, _normal_like, _normalize
+
+from ._checks import _as_inputs, _as_mask, _check_array_output
+from ._tree import _apply_mask, _axpy, _normalize
 
 PyTree = Any
 NORMS = ("linf", "l2")
@@ -64,16 +67,13 @@ def _check_pgd(
     epsilon: Any, num_steps: Any, step_size: Any, norm: Any, bounds: Any, mask: Any, x: PyTree
 ):
     """Checks the options shared by PGD and TRADES; returns them validated."""
-    _check_nonnegative("epsilon", epsilon)
-    if is_concrete(epsilon) and not np.isfinite(float(epsilon)):
-        raise ValueError(f"epsilon must be finite, got {epsilon}")
+    check_scalar("epsilon", epsilon, low=0.0)
     num_steps = check_int("num_steps", num_steps, 1)
     if step_size is None:
         step_size = 2.5 * epsilon / num_steps
     else:
-        _check_nonnegative("step_size", step_size)
-    if not isinstance(norm, str) or norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        check_scalar("step_size", step_size, low=0.0)
+    check_choice("norm", norm, NORMS)
     return num_steps, step_size, _check_bounds(bounds, x), _as_mask(mask, x)
 
 
@@ -105,7 +105,7 @@ def _uniform_start(key, x, epsilon, norm, mask):
         uniform = functools.partial(jax.random.uniform, minval=-1, maxval=1)
         return jax.tree.map(lambda u: epsilon * u, optax.tree.random_like(key, x, uniform))
     direction_key, radius_key = jax.random.split(key)
-    direction, _ = _normalize(_apply_mask(_normal_like(direction_key, x), mask))
+    direction, _ = _normalize(_apply_mask(optax.tree.random_like(direction_key, x), mask))
     ones = _apply_mask(jax.tree.map(jnp.ones_like, x), mask)
     dim = sum(jnp.sum(a.astype(jnp.float32)) for a in jax.tree.leaves(ones))  # unmasked entries
     radius = epsilon * jax.random.uniform(radius_key) ** (1 / jnp.maximum(dim, 1))
@@ -198,9 +198,8 @@ def pgd_perturbation(
     num_steps, step_size, bounds, mask = _check_pgd(
         epsilon, num_steps, step_size, norm, bounds, mask, x
     )
-    if not isinstance(random_start, (bool, np.bool_)):
-        raise TypeError(f"random_start must be a bool, got {type(random_start).__name__}")
-    if random_start:
+    if check_bool("random_start", random_start):
+        check_key("key", key)
         start = _apply_mask(_uniform_start(key, x, epsilon, norm, mask), mask)
     else:
         start = jax.tree.map(jnp.zeros_like, x)
@@ -262,13 +261,14 @@ def trades_loss(
     num_steps, step_size, bounds, mask = _check_pgd(
         epsilon, num_steps, step_size, norm, bounds, mask, x
     )
+    check_key("key", key)
     # Held as log-probabilities, so that KL(p ‖ p) is exactly 0 (log p − log q cancels).
     log_p = jax.lax.stop_gradient(jax.nn.log_softmax(logits_fn(x), axis=-1))
 
     def kl_at(z):
         return jnp.sum(jnp.exp(log_p) * (log_p - jax.nn.log_softmax(logits_fn(z), axis=-1)))
 
-    start = jax.tree.map(lambda n: TRADES_START_SCALE * n, _normal_like(key, x))
+    start = jax.tree.map(lambda n: TRADES_START_SCALE * n, optax.tree.random_like(key, x))
     start = _apply_mask(start, mask)
     delta = _pgd(kl_at, x, start, epsilon, step_size, num_steps, norm, bounds, mask)
     return kl_at(_axpy(1, delta, x))

@@ -7,9 +7,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from ._checks import _as_inputs, _as_mask, _check_array_output, _check_count, _check_nonnegative
-from ._tree import _apply_mask, _axpy, _normal_like, _normalize
+from gradjax._checks import check_int, check_key, check_scalar
+
+from ._checks import _as_inputs, _as_mask, _check_array_output
+from ._tree import _apply_mask, _axpy, _normalize
 
 PyTree = Any
 
@@ -25,12 +28,13 @@ def _kl_from_logits(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(positive, target_probs * (log_p - log_q), 0))
 
 
-def _check_vat(logits_fn: Callable, x: PyTree, xi: Any, num_power_iters: Any) -> int:
+def _check_vat(key: Any, logits_fn: Callable, x: PyTree, xi: Any, num_power_iters: Any) -> int:
+    check_key("key", key)
     out = _check_array_output("logits_fn", logits_fn, x)
     if out.ndim < 1:
         raise ValueError(f"logits_fn must return logits of shape (..., classes), got {out.shape}")
-    _check_nonnegative("xi", xi)
-    return _check_count("num_power_iters", num_power_iters, 0)
+    check_scalar("xi", xi, low=0.0)
+    return check_int("num_power_iters", num_power_iters, 0)
 
 
 def _power_iteration(key, logits_fn, x, target_probs, xi, num_power_iters, mask):
@@ -42,7 +46,7 @@ def _power_iteration(key, logits_fn, x, target_probs, xi, num_power_iters, mask)
         hu, nonzero = _normalize(_apply_mask(jax.grad(kl_at)(u), mask))
         return jax.tree.map(lambda new, old: jnp.where(nonzero, new, old), hu, u)
 
-    u, _ = _normalize(_apply_mask(_normal_like(key, x), mask))
+    u, _ = _normalize(_apply_mask(optax.tree.random_like(key, x), mask))
     # Unrolled when short (the usual one or two iterations compile faster that way).
     u = jax.lax.fori_loop(0, num_power_iters, step, u, unroll=num_power_iters <= 4)
     return jax.tree.map(jax.lax.stop_gradient, u)
@@ -87,7 +91,7 @@ def vat_direction(
       1.0
     """
     x = _as_inputs(x)
-    num_power_iters = _check_vat(logits_fn, x, xi, num_power_iters)
+    num_power_iters = _check_vat(key, logits_fn, x, xi, num_power_iters)
     mask = _as_mask(mask, x)
     target = jax.lax.stop_gradient(jax.nn.softmax(logits_fn(x), axis=-1))
     return _power_iteration(key, logits_fn, x, target, xi, num_power_iters, mask)
@@ -131,8 +135,8 @@ def vat_loss(
       ((4,), True)
     """
     x = _as_inputs(x)
-    num_power_iters = _check_vat(logits_fn, x, xi, num_power_iters)
-    _check_nonnegative("epsilon", epsilon)
+    num_power_iters = _check_vat(key, logits_fn, x, xi, num_power_iters)
+    check_scalar("epsilon", epsilon, low=0.0)
     mask = _as_mask(mask, x)
     target = jax.lax.stop_gradient(jax.nn.softmax(logits_fn(x), axis=-1))
     d = _power_iteration(key, logits_fn, x, target, xi, num_power_iters, mask)

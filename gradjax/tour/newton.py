@@ -192,7 +192,11 @@ def saddle_escape(sec, report) -> None:
         ax.plot(pts[:, 0], pts[:, 1], style, ms=5, label=f"from {start}")
         final = newton.minimize(saddle, jnp.array(start))
         rows.append(
-            [str(start), newton.Status(int(final.status)).name, str(np.round(final.params, 4))]
+            [
+                f"({start[0]:g}, {start[1]:g})",
+                newton.Status(int(final.status)).name,
+                "({:.4g}, {:.4g})".format(*(np.round(np.asarray(final.params), 4) + 0.0)),
+            ]
         )
     ax.plot([0, 0], [-1, 1], "k*", ms=12)
     ax.set(title="x² + (y² − 1)²: minimize leaves the saddle", xlabel="x", ylabel="y")

@@ -3,8 +3,6 @@ micro-batching."""
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -13,17 +11,10 @@ import optax
 
 from gradjax import optim
 from gradjax.datasets import load_digits
+from gradjax.examples._classify import classifier_loss
+from gradjax.examples._timing import time_fn
 from gradjax.models import MLP, fit
-
-
-def cross_entropy(model):
-    def loss(params, batch, key=None):
-        del key
-        x, y = batch
-        logits = model.apply(params, x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    return loss
+from gradjax.tour._report import line_styles
 
 
 def full_batch_losses(transform, loss, params, batch, steps):
@@ -47,6 +38,10 @@ def theta4_values(transform, steps=40):
         theta = theta + u
         values.append(float(theta**4))
     return np.array(values)
+
+
+def _finite_or_diverged(value: float) -> str:
+    return f"{value:.2g}" if np.isfinite(value) else "diverged (overflow)"
 
 
 def clipping(report, x, y) -> None:
@@ -98,7 +93,7 @@ def clipping(report, x, y) -> None:
         f"clip-2 (η={lr}, γ=1)": optax.chain(optim.soft_clip_by_global_norm(1.0), optax.sgd(lr)),
     }
     digits = {
-        k: full_batch_losses(t, cross_entropy(model), params, (x, y), steps)
+        k: full_batch_losses(t, classifier_loss(model), params, (x, y), steps)
         for k, t in digits.items()
     }
 
@@ -108,8 +103,8 @@ def clipping(report, x, y) -> None:
     axes[0].loglog(norms, 0.5 * curves["clip-1"], "k:", lw=1, label="½·clip-1")
     axes[0].set(title=f"update norm vs gradient norm (γ = {gamma:g})", xlabel="‖g‖")
     axes[0].set_ylabel("‖update‖")
-    for name, values in theta.items():
-        axes[1].semilogy(np.minimum(values, 1e30), label=name)
+    for (name, values), style in zip(theta.items(), line_styles(len(theta)), strict=True):
+        axes[1].semilogy(np.minimum(values, 1e30), label=name, **style)
     axes[1].set(title="f(θ) = θ⁴ from θ₀ = 10", xlabel="step", ylabel="f (capped at 1e30)")
     for name, values in digits.items():
         axes[2].plot(values, label=name)
@@ -140,7 +135,8 @@ def clipping(report, x, y) -> None:
     report.add_summary(
         "Clipping accelerates training",
         f"θ⁴ from θ₀ = 10: GD f₁ = {theta['GD η=0.01'][1]:.3g}, f₄₀ = "
-        f"{theta['GD η=0.01'][-1]:.2g}; clip-1 f₄₀ = {theta['clip-1 (η=1/12, γ=4)'][-1]:.1e}, "
+        f"{_finite_or_diverged(theta['GD η=0.01'][-1])}; "
+        f"clip-1 f₄₀ = {theta['clip-1 (η=1/12, γ=4)'][-1]:.1e}, "
         f"clip-2 f₄₀ = {theta['clip-2 (η=1/12, γ=4)'][-1]:.1e}; digits MLP at η = 2: "
         f"GD loss {gd:.2f}, clip-1 {c1:.3f}, clip-2 {c2:.3f}",
         "θ₁ = −30 for GD (Zhang et al. 2020, §3)",
@@ -159,7 +155,7 @@ def layerwise(report, x, y) -> None:
         "ε = 0, and only if the stored weights are rescaled when the model is built."
     )
     model = MLP((64, 64, 10))
-    loss = cross_entropy(model)
+    loss = classifier_loss(model)
     params0 = model.init(jax.random.key(1), x[:1])
     low, high = y < 5, y >= 5
     pre = fit(
@@ -255,7 +251,7 @@ def accumulation(report, x, y) -> None:
     rows, worst = [], 0.0
     with jax.enable_x64(True):
         model = MLP((32, 10))
-        loss = cross_entropy(model)
+        loss = classifier_loss(model)
         params = jax.tree.map(lambda p: p.astype(jnp.float64), model.init(jax.random.key(4), x[:1]))
         rows_used = np.random.default_rng(0).integers(0, len(y), k * micro * updates)
         xs = jnp.asarray(x[rows_used], jnp.float64).reshape(updates, k * micro, -1)
@@ -321,7 +317,7 @@ def microbatching(report, x, y) -> None:
         "from XLA's `compiled.memory_analysis()`."
     )
     model = MLP((512, 512, 10))
-    loss = cross_entropy(model)
+    loss = classifier_loss(model)
     params = model.init(jax.random.key(5), x[:1])
     batch = (x[:1792], y[:1792])
     adam = optax.adam(1e-3)
@@ -339,11 +335,8 @@ def microbatching(report, x, y) -> None:
 
         jitted = jax.jit(step)
         temp = jitted.lower(params, state, batch).compile().memory_analysis().temp_size_in_bytes
-        out = jax.block_until_ready(jitted(params, state, batch))
-        start = time.perf_counter()
-        for _ in range(2):
-            jax.block_until_ready(jitted(params, state, batch))
-        seconds = (time.perf_counter() - start) / 2
+        timing = time_fn(lambda jitted=jitted: jitted(params, state, batch), repeats=2)
+        out, seconds = timing.result, timing.median
         if reference is None:
             reference = out[3]
         diff = max(

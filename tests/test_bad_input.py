@@ -1,0 +1,683 @@
+"""Bad input to every public function of gradjax: one table, each error names the argument.
+
+A row is ``(function, call, exception type, regex the message must match)``, where
+``function`` is the public name the row covers ("module.name"). The kinds of bad input
+(DESIGN.md, "Bad input"): a string or None for a number (``TypeError``), NaN or Inf in
+concrete data (``ValueError``), complex input (``TypeError``), empty input
+(``ValueError``), an integer where a PRNG key is taken (``TypeError`` naming ``key``), a
+concrete JAX scalar out of range (``ValueError``), plus each function's own shapes and
+options. Gradients and updates are exempt from the NaN rule: a NaN gradient propagates
+(tested with the transformations). Every row fails before anything is compiled.
+
+``test_the_table_covers_every_public_function`` walks the ``__all__`` of each public
+module: a new public function without a row here (or a reason in ``EXEMPT``) fails.
+tests/em and tests/attribution keep their own tables; the rows here for those two
+modules are the kinds those tables lack.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gradjax import attribution, datasets, em, gan, models, newton, optim
+from gradjax import regularizers as reg
+
+MODULES = ("newton", "em", "optim", "gan", "regularizers", "attribution", "datasets", "models")
+EXEMPT = {
+    "datasets.load_digits": "takes no arguments",
+    "models.MLP": "a flax module without options of its own; flax checks its input shapes",
+    "models.MLPCritic": "a flax module without options of its own; flax checks its input shapes",
+    "models.MLPGenerator": "a flax module without options of its own; flax checks input shapes",
+    "models.CharCNN": "a flax module without options of its own; flax checks its input shapes",
+}
+
+KEY, NAN = jax.random.key(0), float("nan")
+V3, NAN3, C3, E0 = (
+    jnp.ones(3),
+    jnp.array([0.0, jnp.nan, 1.0]),
+    jnp.ones(3, jnp.complex64),
+    jnp.ones(0),
+)
+
+
+def sq(z):
+    return jnp.sum(z**2)
+
+
+def two_logits(z):
+    return jnp.stack([z.sum(), -z.sum()])
+
+
+# ----------------------------------------------------------------------------- newton
+
+NEWTON = [
+    ("newton.newton_step", lambda: newton.newton_step(lambda x: x**2, V3), ValueError, "scalar"),
+    ("newton.minimize", lambda: newton.minimize(lambda x: x, jnp.ones(2)), ValueError, "scalar"),
+    ("newton.newton_step", lambda: newton.newton_step(jnp.sum, jnp.ones(3, int)), TypeError,
+     "params"),
+    ("newton.newton_step", lambda: newton.newton_step(lambda x: 0.0, {}), ValueError, "params"),
+    ("newton.newton_step", lambda: newton.newton_step("f", jnp.ones(2)), TypeError, "fun"),
+    ("newton.newton_step", lambda: newton.newton_step(jnp.sum, NAN3), ValueError,
+     "params must be finite"),
+    ("newton.newton_step", lambda: newton.newton_step(jnp.sum, V3, damping=-1.0), ValueError,
+     "damping"),
+    ("newton.newton_step", lambda: newton.newton_step(jnp.sum, V3, damping=jnp.array(-2.0)),
+     ValueError, "damping"),
+    ("newton.newton_step", lambda: newton.newton_step(jnp.sum, V3, damping="0"), TypeError,
+     "damping"),
+    ("newton.newton_step", lambda: newton.newton_step(lambda x, y: jnp.sum(x @ y), jnp.ones(2),
+                                                      V3), TypeError, "dot_general"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, maxiter=0), ValueError,
+     "maxiter"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, tol=None), TypeError,
+     "tol"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, tol=jnp.array(-1.0)),
+     ValueError, "tol"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, C3), TypeError, "params"),
+    ("newton.gradient_descent_step", lambda: newton.gradient_descent_step(
+        jnp.sum, V3, learning_rate=np.float32(-1)), ValueError, "learning_rate"),
+    ("newton.gradient_descent_step", lambda: newton.gradient_descent_step(
+        jnp.sum, V3, learning_rate=0.0), ValueError, "learning_rate"),
+    ("newton.gradient_descent_step", lambda: newton.gradient_descent_step(
+        jnp.sum, V3, learning_rate=None), TypeError, "learning_rate"),
+    ("newton.gradient_descent_step", lambda: newton.gradient_descent_step(
+        jnp.sum, V3, learning_rate="0.1"), TypeError, "learning_rate"),
+    ("newton.gradient_descent_step", lambda: newton.gradient_descent_step(
+        jnp.sum, [], learning_rate=0.1), ValueError, "params"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="bfgs"), ValueError,
+     "method"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, tol=-1.0), ValueError, "tol"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, tol=np.float32(-1)), ValueError,
+     "tol"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, tol="small"), TypeError, "tol"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, adjoint="forward"), ValueError,
+     "adjoint"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, C3), TypeError, "params"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, NAN3), ValueError, "params"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, {}), ValueError, "params"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, num_steps=-1), ValueError,
+     "num_steps"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="gradient_descent"),
+     TypeError, "learning_rate"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, learning_rate=0.1), TypeError,
+     "options"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, damping=jnp.array(-1.0)),
+     ValueError, "damping"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="newton_cg", cg_tol=None),
+     TypeError, "cg_tol"),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- regularizers
+
+
+def pgd(epsilon=0.1, **kwargs):
+    x = kwargs.pop("x", jnp.full(3, 0.5))
+    return reg.pgd_perturbation(
+        kwargs.pop("key", KEY), kwargs.pop("loss_fn", sq), x, epsilon=epsilon, **kwargs
+    )
+
+
+def trades(epsilon=0.1, **kwargs):
+    return reg.trades_loss(
+        kwargs.pop("key", KEY), kwargs.pop("logits_fn", two_logits), jnp.full(3, 0.5),
+        epsilon=epsilon, **kwargs,
+    )  # fmt: skip
+
+
+REGULARIZERS = [
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=-0.1), ValueError,
+     "sigma"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma="0.1"), TypeError,
+     "sigma"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=jnp.array(-1.0)),
+     ValueError, "sigma"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=1, num_samples=0),
+     ValueError, "num_samples"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=1, num_samples=1.5),
+     TypeError, "num_samples"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(0, sq, V3, sigma=1), TypeError, "key"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, jnp.cos, V3, sigma=1), ValueError,
+     "loss_fn must return a sc"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, E0, sigma=1), ValueError,
+     "x must have at least one entry"),
+    ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(jnp.sin, V3), ValueError,
+     "fn must return a scalar"),
+    ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, jnp.arange(3)), TypeError,
+     "x must be floating"),
+    ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, C3), TypeError,
+     "x must be floating"),
+    ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, NAN3), ValueError,
+     "x must be finite"),
+    ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, {}), ValueError, "x must"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(jnp.sin, V3, 0), TypeError,
+     "key"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty("f", V3), TypeError,
+     "fn must be callable"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(jnp.round, jnp.ones(3, int)),
+     TypeError, "x must be floating"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, V3, epsilon=-1.0),
+     ValueError, "epsilon"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(
+        sq, V3, epsilon=jnp.array(-1.0)), ValueError, "epsilon"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, V3, epsilon=None),
+     TypeError, "epsilon"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(3.0, V3, epsilon=1.0),
+     TypeError, "loss_fn must be callable"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(
+        sq, V3, epsilon=1, mask=jnp.ones(4, bool)), ValueError, "mask"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, NAN3, epsilon=1.0),
+     ValueError, "x must be finite"),
+    ("regularizers.adversarial_loss", lambda: reg.adversarial_loss(sq, V3, epsilon=NAN),
+     ValueError, "epsilon"),
+    ("regularizers.adversarial_loss", lambda: reg.adversarial_loss(sq, V3, epsilon="1"),
+     TypeError, "epsilon"),
+    ("regularizers.adversarial_loss", lambda: reg.adversarial_loss(sq, C3, epsilon=1.0),
+     TypeError, "x must be floating"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, epsilon=-1.0),
+     ValueError, "epsilon"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, num_power_iters=-1),
+     ValueError, "num_power_iters"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, xi=-1.0), ValueError,
+     "xi"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, xi=jnp.array(-1.0)),
+     ValueError, "xi"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(1, two_logits, V3), TypeError, "key"),
+    ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, sq, V3), ValueError,
+     "logits_fn"),
+    ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, two_logits, V3, xi=None),
+     TypeError, "xi"),
+    ("regularizers.vat_direction", lambda: reg.vat_direction(0, two_logits, V3), TypeError,
+     "key"),
+    ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, two_logits, E0), ValueError,
+     "x must have at least one entry"),
+    ("regularizers.pgd_perturbation", lambda: pgd(epsilon=-0.1), ValueError,
+     "epsilon must be finite and >= 0"),
+    ("regularizers.pgd_perturbation", lambda: pgd(epsilon=np.float32("nan")), ValueError,
+     "epsilon must be finite"),
+    ("regularizers.pgd_perturbation", lambda: pgd(epsilon=float("inf")), ValueError,
+     "epsilon must be finite"),
+    ("regularizers.pgd_perturbation", lambda: pgd(epsilon="0.1"), TypeError, "epsilon"),
+    ("regularizers.pgd_perturbation", lambda: pgd(num_steps=0), ValueError,
+     "num_steps must be >= 1"),
+    ("regularizers.pgd_perturbation", lambda: pgd(num_steps=2.0), TypeError,
+     "num_steps must be an int"),
+    ("regularizers.pgd_perturbation", lambda: pgd(step_size=-1), ValueError, "step_size"),
+    ("regularizers.pgd_perturbation", lambda: pgd(step_size=jnp.array(-1.0)), ValueError,
+     "step_size"),
+    ("regularizers.pgd_perturbation", lambda: pgd(norm="l1"), ValueError, "norm must be one of"),
+    ("regularizers.pgd_perturbation", lambda: pgd(random_start=1), TypeError,
+     "random_start must be a bool"),
+    ("regularizers.pgd_perturbation", lambda: pgd(key=0), TypeError, "key"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0,)), ValueError,
+     "bounds must be a pair"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(1, 0)), ValueError,
+     "bounds must have lo <= hi"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0, np.nan)), ValueError,
+     "bounds' hi must not be NaN"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(jnp.zeros(2), 1)), ValueError,
+     "bounds' lo must broadcast"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(1j, 2)), TypeError,
+     "bounds' lo must be real"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0.6, 1)), ValueError,
+     "x must lie within bounds"),
+    ("regularizers.pgd_perturbation", lambda: pgd(x=NAN3), ValueError, "x must be finite"),
+    ("regularizers.pgd_perturbation", lambda: pgd(x=jnp.arange(3)), TypeError,
+     "x must be floating"),
+    ("regularizers.pgd_perturbation", lambda: pgd(x=E0), ValueError, "x must have at least"),
+    ("regularizers.pgd_perturbation", lambda: pgd(loss_fn=jnp.sin), ValueError,
+     "loss_fn must return a scalar"),
+    ("regularizers.pgd_perturbation", lambda: pgd(loss_fn=3.0), TypeError,
+     "loss_fn must be callable"),
+    ("regularizers.pgd_perturbation", lambda: pgd(mask=jnp.ones(4, bool)), ValueError, "mask"),
+    ("regularizers.trades_loss", lambda: trades(epsilon=jnp.array(-1.0)), ValueError,
+     "epsilon must be finite and >= 0"),
+    ("regularizers.trades_loss", lambda: trades(num_steps=True), TypeError,
+     "num_steps must be an int"),
+    ("regularizers.trades_loss", lambda: trades(norm="L2"), ValueError, "norm must be one of"),
+    ("regularizers.trades_loss", lambda: trades(bounds=(0, 0.4)), ValueError,
+     "x must lie within bounds"),
+    ("regularizers.trades_loss", lambda: trades(logits_fn=sq), ValueError,
+     "logits_fn must return logits"),
+    ("regularizers.trades_loss", lambda: trades(key=0), TypeError, "key"),
+    ("regularizers.trades_loss", lambda: trades(step_size="big"), TypeError, "step_size"),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- optim
+
+CLIPPING = [
+    optim.clip_by_global_norm,
+    optim.soft_clip_by_global_norm,
+    optim.clip_by_leaf_norm,
+    optim.soft_clip_by_leaf_norm,
+]
+BAD_MAX_NORMS = [
+    (0.0, ValueError),
+    (-1.0, ValueError),
+    (np.float32(-1), ValueError),
+    (jnp.array(-1.0), ValueError),
+    (float("inf"), ValueError),
+    (float("nan"), ValueError),
+    (np.float64("nan"), ValueError),
+    ("1", TypeError),
+    (None, TypeError),
+    ([1.0, 2.0], TypeError),
+    (True, TypeError),
+    (1 + 2j, TypeError),
+    (jnp.ones(2), TypeError),
+]
+INT_UPDATES = {"a": jnp.ones(2), "b": jnp.arange(3)}  # an int32 leaf would be truncated
+UPDATES = {"a": jnp.ones(2), "b": {"c": jnp.ones(3)}}
+BATCH = (jnp.ones((8, 2)), jnp.ones(8))
+
+
+def update(transform, updates):
+    return transform.update(updates, optax.EmptyState())
+
+
+def mse(params, batch):
+    return jnp.mean((batch[0] @ params - batch[1]) ** 2)
+
+
+def accumulate_int_updates():
+    acc = optim.accumulate(optax.sgd(0.1), 2)
+    return acc.update(INT_UPDATES, acc.init(INT_UPDATES))
+
+
+S, MG, MB = optim.scale_by_multipliers, optim.map_gradients, optim.microbatched_value_and_grad
+OPTIM = [
+    *[(f"optim.{f.__name__}", lambda f=f, m=m: f(m), e, "max_norm")
+      for f in CLIPPING for m, e in BAD_MAX_NORMS],
+    *[(f"optim.{f.__name__}", lambda f=f: update(f(1.0), INT_UPDATES), TypeError,
+       r"updates\['b'\].*int32") for f in CLIPPING],
+    ("optim.clip_by_global_norm", lambda: update(optim.clip_by_global_norm(1.0), {"a": "x"}),
+     TypeError, r"updates\['a'\] must be an array"),
+    ("optim.scale_by_multipliers", lambda: S({"a[": 0.1}), ValueError, "multipliers.*regular"),
+    ("optim.scale_by_multipliers", lambda: S({"a": "0.1"}), TypeError, r"multipliers\['a'\]"),
+    ("optim.scale_by_multipliers", lambda: S({"a": None}), TypeError, r"multipliers\['a'\]"),
+    ("optim.scale_by_multipliers", lambda: S({"a": NAN}), ValueError, "multipliers.*nan"),
+    ("optim.scale_by_multipliers", lambda: S({"a": np.float32("nan")}), ValueError,
+     "finite.*nan"),
+    ("optim.scale_by_multipliers", lambda: S({"a": jnp.inf}), ValueError, "multipliers.*finite"),
+    ("optim.scale_by_multipliers", lambda: S({"a": jnp.ones(2)}), TypeError,
+     "multipliers.*scalar"),
+    ("optim.scale_by_multipliers", lambda: S({"a": 1j}), TypeError, "multipliers"),
+    ("optim.scale_by_multipliers", lambda: S({"a": "x", "b": {"c": 1.0}}), TypeError,
+     r"multipliers\['a'\]"),
+    ("optim.scale_by_multipliers", lambda: S({"a": jnp.ones(2), "b": {"c": 1.0}}), TypeError,
+     r"multipliers\['a'\].*scalar"),
+    ("optim.scale_by_multipliers", lambda: S([]), ValueError, "multipliers"),
+    ("optim.scale_by_multipliers", lambda: S({}), ValueError, "multipliers"),
+    ("optim.scale_by_multipliers", lambda: S("enc"), TypeError, "multipliers"),
+    ("optim.scale_by_multipliers", lambda: update(S({"a": 0.5, "x": {"c": 1.0}}), UPDATES),
+     ValueError, "multipliers.*structure"),
+    ("optim.scale_by_multipliers", lambda: S({"a": 0.5, "x": {"c": 1.0}}).init(UPDATES),
+     ValueError, "multipliers.*structure"),
+    ("optim.scale_by_multipliers", lambda: S({"zzz": 0.5}).init(UPDATES), ValueError,
+     r"\['zzz'\].*no leaf.*allow_unused"),
+    ("optim.scale_by_multipliers", lambda: update(S(lambda path, leaf: jnp.ones(2)), UPDATES),
+     TypeError, r"multipliers\('a'.*scalar"),
+    ("optim.scale_by_multipliers", lambda: update(S(lambda path, leaf: "1"), UPDATES), TypeError,
+     r"multipliers\('a'"),
+    ("optim.scale_by_multipliers", lambda: update(S(lambda p, leaf: np.float32(-np.nan)),
+                                                  UPDATES), ValueError,
+     r"multipliers\('a'.*finite.*nan"),
+    ("optim.scale_by_multipliers", lambda: S({"a": 1.0}, allow_unused=1), TypeError,
+     "allow_unused"),
+    ("optim.scale_by_multipliers", lambda: update(S({"b": 0.5}), INT_UPDATES), TypeError,
+     r"updates\['b'\]"),
+    ("optim.scale_by_multipliers", lambda: S({"a": jnp.array(jnp.nan)}), ValueError,
+     r"multipliers\['a'\].*finite"),
+    ("optim.map_gradients", lambda: MG(3.0), TypeError, "fn must be callable"),
+    ("optim.map_gradients", lambda: update(MG(lambda path, g: g.sum()), UPDATES), ValueError,
+     r"fn.*'a'.*shape"),
+    ("optim.map_gradients", lambda: update(MG(lambda path, g: None), UPDATES), TypeError,
+     "fn.*'a'"),
+    ("optim.map_gradients", lambda: update(MG(lambda path, g: g * 1j), UPDATES), TypeError,
+     "fn.*complex"),
+    ("optim.map_gradients", lambda: update(MG(lambda p, g: g), INT_UPDATES), TypeError,
+     "updates"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 0), ValueError, "every_k"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), np.int64(0)), ValueError,
+     "every_k"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2.0), TypeError, "every_k"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), "2"), TypeError, "every_k"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), None), TypeError, "every_k"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), True), TypeError, "every_k"),
+    ("optim.accumulate", lambda: optim.accumulate(lambda g: g, 2), TypeError, "optimizer"),
+    ("optim.accumulate", accumulate_int_updates, TypeError, r"updates\['b'\]"),
+    ("optim.microbatched_value_and_grad", lambda: MB("loss", 2), TypeError, "loss_fn"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 0), ValueError, "num_microbatches"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, np.int32(0)), ValueError,
+     "num_microbatches"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 2.0), TypeError, "num_microbatches"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, None), TypeError, "num_microbatches"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 2, has_aux="yes"), TypeError,
+     "has_aux"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 3)(jnp.ones(2), BATCH), ValueError,
+     r"batch.*8.*num_microbatches=3"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 2)(jnp.ones(2), (BATCH[0],
+                                                                           BATCH[1][:4])),
+     ValueError, "batch.*leading"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 2)(jnp.ones(2), (BATCH[0], 1.0)),
+     ValueError, "batch.*leading"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 2)(jnp.ones(2), ()), ValueError,
+     "batch"),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- gan
+
+T, X = jnp.zeros(4), jnp.zeros((4, 3))
+
+
+def single_loss_of_mlps(**overrides):
+    """``single_loss`` of a linear generator (z (B, 2) -> (B, 3)) and critic, called."""
+    params = {"generator": jnp.ones((2, 3)), "discriminator": jnp.ones(3)}
+    loss_fn = gan.single_loss(gan.qp_losses, lambda p, z: z @ p, lambda p, x: x @ p)
+    args = {"params": params, "x_real": X, "z": jnp.ones((4, 2)), **overrides}
+    return loss_fn(args["params"], args["x_real"], args["z"])
+
+
+GAN = [
+    ("gan.qp_losses", lambda: gan.qp_losses(T, jnp.zeros(5), X, X), ValueError,
+     "t_real and t_fake"),
+    ("gan.qp_losses", lambda: gan.qp_losses(jnp.zeros((4, 2)), jnp.zeros((4, 2)), X, X),
+     ValueError, "t_real"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, jnp.zeros((4, 2))), ValueError,
+     "x_real and x_fake"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, jnp.zeros((5, 3)), jnp.zeros((5, 3))),
+     ValueError, "x_real"),
+    ("gan.qp_losses", lambda: jax.jit(gan.qp_losses)(T, jnp.zeros(5), X, X), ValueError,
+     "t_real and t_fake"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T.astype(complex), T, X, X), TypeError,
+     "t_real.*complex"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X.astype(bool)), TypeError, "x_fake.*bool"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, None, X, X), TypeError, "t_fake"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, "x", X), TypeError, "x_real"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, distance="cosine"), ValueError,
+     "distance"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, distance=1), ValueError, "distance"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=0.0), ValueError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=-1.0), ValueError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=np.float32(-1)), ValueError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=jnp.array(-1.0)), ValueError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=NAN), ValueError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=np.inf), ValueError, "lam.*finite"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam="10"), TypeError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=None), TypeError, "lam"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=jnp.ones(2)), TypeError,
+     "lam.*scalar"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X.at[0, 0].set(jnp.nan), X), ValueError,
+     "x_real must be finite"),
+    ("gan.qp_losses", lambda: gan.qp_losses(E0, E0, jnp.ones((0, 3)), jnp.ones((0, 3))),
+     ValueError, "t_real must hold at least one"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses(T, jnp.zeros(3)), ValueError,
+     "t_real and t_fake"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses(jnp.zeros(()), jnp.zeros(())), ValueError,
+     "t_real.*shape"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses(T, T.astype(jnp.complex64)), TypeError,
+     "t_fake"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses("a", T), TypeError, "t_real"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses(T, T.at[1].set(jnp.inf)), ValueError,
+     "t_fake must be finite"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses(E0, E0), ValueError, "t_real must hold"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, None, abs), TypeError,
+     "generator"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, "D"), TypeError,
+     "discriminator"),
+    ("gan.single_loss", lambda: gan.single_loss("qp", abs, abs), TypeError, "losses"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=-1.0),
+     ValueError, "g_weight"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs,
+                                                g_weight=np.float32(-1)), ValueError, "g_weight"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs,
+                                                g_weight=jnp.array(-1.0)), ValueError, "g_weight"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=np.nan),
+     ValueError, "g_weight"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight="1"),
+     TypeError, "g_weight"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=None),
+     TypeError, "g_weight"),
+    ("gan.single_loss", lambda: single_loss_of_mlps(params={"generator": {}}), ValueError,
+     "params"),
+    ("gan.single_loss", lambda: single_loss_of_mlps(params=[1, 2]), ValueError, "params"),
+    ("gan.single_loss", lambda: single_loss_of_mlps(x_real=jnp.zeros((6, 2))), ValueError,
+     "generator.*x_real"),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- em
+# The kinds tests/em does not cover yet; part of issue 14 adds NaN and key checks there.
+
+P2 = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
+COUNTS = jnp.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
+TOPICS = jnp.full((2, 3), 1 / 3)
+
+EM = [
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, tol=jnp.array(-1.0)), ValueError, "tol"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2.at[0, 0].set(jnp.nan), 2), ValueError, "x"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2.astype(jnp.complex64), 2), TypeError, "x"),
+    ("em.kmeans", lambda: em.kmeans(0, P2, 2), TypeError, "key"),
+    ("em.soft_kmeans", lambda: em.soft_kmeans(KEY, P2.at[1, 1].set(jnp.inf), 2, stiffness=1.0),
+     ValueError, "x"),
+    ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2.astype(jnp.complex64), 2),
+     TypeError, "x"),
+    ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2, 5), ValueError, "num_clusters"),
+    ("em.assign", lambda: em.assign(P2.at[0, 0].set(jnp.nan), P2[:2]), ValueError, "x"),
+    ("em.minibatch_kmeans", lambda: em.minibatch_kmeans(2, reassignment_ratio=None), TypeError,
+     "reassignment_ratio"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, [np.zeros((4, 2))], 2,
+                                                                num_passes="1"), TypeError,
+     "num_passes"),
+    ("em.plsa", lambda: em.plsa(KEY, COUNTS, 2, tol="small"), TypeError, "tol"),
+    ("em.plsa", lambda: em.plsa(KEY, COUNTS.astype(jnp.complex64), 2), TypeError, "counts"),
+    ("em.plsa", lambda: em.plsa(KEY, jnp.zeros((0, 3)), 2), ValueError, "counts"),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS.astype(jnp.complex64), TOPICS),
+     TypeError, "counts"),
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, jnp.full((2, 2), 0.5),
+                                                              TOPICS[:, :2]), ValueError,
+     "p_w_given_z"),
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
+        COUNTS.astype(jnp.complex64), jnp.full((2, 2), 0.5), TOPICS), TypeError, "counts"),
+    ("em.soft_kmeans", lambda: em.soft_kmeans(0, P2, 2, stiffness=1.0), TypeError, "key"),
+    ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(0, P2, 2), TypeError, "key"),
+    ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2.at[0, 0].set(jnp.nan), 2),
+     ValueError, "x"),
+    ("em.assign", lambda: em.assign(P2.astype(jnp.complex64), P2[:2]), TypeError, "x"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(0, [np.zeros((4, 2))], 2,
+                                                                progress=False), TypeError, "key"),
+    ("em.plsa", lambda: em.plsa(0, COUNTS, 2), TypeError, "key"),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(0, COUNTS, TOPICS), TypeError, "key"),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, jnp.zeros((0, 3)), TOPICS), ValueError,
+     "counts"),
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
+        jnp.zeros((0, 3)), jnp.full((0, 2), 0.5), TOPICS), ValueError, "counts"),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- attribution
+# Likewise the kinds tests/attribution does not cover yet.
+
+IG, SG, EG = (
+    attribution.integrated_gradients,
+    attribution.smooth_grad,
+    attribution.expected_gradients,
+)
+EMB = jnp.ones((3, 2))
+ATTRIBUTION = [
+    ("attribution.integrated_gradients", lambda: IG(sq, V3, steps="8"), TypeError, "steps"),
+    ("attribution.integrated_gradients", lambda: IG(sq, C3), TypeError, "x"),
+    ("attribution.integrated_gradients", lambda: IG(sq, NAN3), ValueError, "x"),
+    ("attribution.integrated_gradients", lambda: IG(sq, {}), ValueError, "x"),
+    ("attribution.integrated_gradients", lambda: IG(sq, V3, method="adaptive",
+                                                    tol=jnp.array(-1.0)), ValueError, "tol"),
+    ("attribution.integrated_gradients", lambda: IG(sq, V3, method="adaptive", tol="small"),
+     TypeError, "tol"),
+    ("attribution.smooth_grad", lambda: SG(KEY, sq, V3, stdev="0.1"), TypeError, "stdev"),
+    ("attribution.smooth_grad", lambda: SG(KEY, sq, V3, stdev=jnp.array(-1.0)), ValueError,
+     "stdev"),
+    ("attribution.smooth_grad", lambda: SG(KEY, sq, C3, stdev=0.1), TypeError, "x"),
+    ("attribution.expected_gradients", lambda: EG(KEY, sq, V3, jnp.ones((2, 3)),
+                                                  num_samples=0), ValueError, "num_samples"),
+    ("attribution.expected_gradients", lambda: EG(KEY, sq, C3, jnp.ones((2, 3))), TypeError,
+     "x"),
+    ("attribution.layer_integrated_gradients", lambda: attribution.layer_integrated_gradients(
+        jnp.sin, sq, C3), TypeError, "x"),
+    ("attribution.layer_conductance", lambda: attribution.layer_conductance(jnp.sin, sq, C3),
+     TypeError, "x"),
+    ("attribution.layer_conductance", lambda: attribution.layer_conductance(jnp.sin, sq, V3,
+                                                                            steps=None),
+     TypeError, "steps"),
+    ("attribution.quadrature", lambda: attribution.quadrature("trapezoid", 0), ValueError,
+     "steps"),
+    ("attribution.quadrature", lambda: attribution.quadrature("simpson", 8), ValueError,
+     "method"),
+    ("attribution.quadrature", lambda: attribution.quadrature("trapezoid", "8"), TypeError,
+     "steps"),
+    ("attribution.render_html", lambda: attribution.render_html(["a", "b"], [1.0]), ValueError,
+     "scores"),
+    ("attribution.token_attributions", lambda: attribution.token_attributions(
+        sq, EMB.astype(jnp.complex64)), TypeError, "embeddings"),
+    ("attribution.token_attributions", lambda: attribution.token_attributions(sq, EMB,
+                                                                              reduce="max"),
+     ValueError, "reduce"),
+    ("attribution.token_scores", lambda: attribution.token_scores(EMB, reduce="max"), ValueError,
+     "reduce"),
+    ("attribution.token_scores", lambda: attribution.token_scores(jnp.ones(3)), ValueError,
+     "attributions"),
+    ("attribution.smooth_grad", lambda: SG(0, sq, V3, stdev=0.1), TypeError, "key"),
+    ("attribution.smooth_grad", lambda: SG(KEY, sq, NAN3, stdev=0.1), ValueError, "x"),
+    ("attribution.expected_gradients", lambda: EG(0, sq, V3, jnp.ones((2, 3))), TypeError,
+     "key"),
+    ("attribution.expected_gradients", lambda: EG(KEY, sq, V3, jnp.ones((2, 3)).at[0, 0].set(
+        jnp.nan)), ValueError, "baselines"),
+    ("attribution.expected_gradients", lambda: EG(KEY, sq, V3, jnp.ones((0, 3))), ValueError,
+     "baselines"),
+    ("attribution.layer_integrated_gradients", lambda: attribution.layer_integrated_gradients(
+        jnp.sin, sq, NAN3), ValueError, "x"),
+    ("attribution.layer_integrated_gradients", lambda: attribution.layer_integrated_gradients(
+        jnp.sin, sq, {}), ValueError, "x"),
+    ("attribution.layer_conductance", lambda: attribution.layer_conductance(jnp.sin, sq, NAN3),
+     ValueError, "x"),
+    ("attribution.token_attributions", lambda: attribution.token_attributions(
+        sq, EMB.at[0, 0].set(jnp.nan)), ValueError, "embeddings"),
+    ("attribution.token_attributions", lambda: attribution.token_attributions(sq, EMB,
+                                                                              steps="8"),
+     TypeError, "steps"),
+    ("attribution.token_scores", lambda: attribution.token_scores(EMB.astype(jnp.complex64)),
+     TypeError, "attributions"),
+    ("attribution.render_html", lambda: attribution.render_html(["a", "b"], [1.0, np.nan]),
+     ValueError, "scores"),
+    ("attribution.render_html", lambda: attribution.render_html(
+        ["a", "b"], [1.0, 2.0], max_opacity=jnp.array(-1.0)), ValueError, "max_opacity"),
+    ("attribution.heatmap_overlay", lambda: attribution.heatmap_overlay(
+        np.zeros((4, 4)), np.zeros((3, 3))), ValueError, "attributions"),
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- datasets, models
+
+
+def fit(**overrides):
+    args = {
+        "key": KEY, "loss_fn": lambda p, b, k: jnp.mean((b[0] @ p - b[1]) ** 2),
+        "params": jnp.zeros(2), "arrays": (jnp.ones((8, 2)), jnp.ones(8)),
+        "optimizer": optax.sgd(0.1), "steps": 2, "batch_size": 4, "progress": False,
+        **overrides,
+    }  # fmt: skip
+    key, loss_fn, params, arrays = (args.pop(k) for k in ("key", "loss_fn", "params", "arrays"))
+    return models.fit(key, loss_fn, params, arrays, **args)
+
+
+VOCAB = datasets.CharVocab(("<pad>", "<unk>", "a"))
+DATA_AND_MODELS = [
+    ("datasets.ring_modes", lambda: datasets.ring_modes(0), ValueError, "num_modes"),
+    ("datasets.ring_modes", lambda: datasets.ring_modes("8"), TypeError, "num_modes"),
+    ("datasets.ring_modes", lambda: datasets.ring_modes(8, radius=None), TypeError, "radius"),
+    ("datasets.ring_of_gaussians", lambda: datasets.ring_of_gaussians(0, 10), TypeError, "key"),
+    ("datasets.ring_of_gaussians", lambda: datasets.ring_of_gaussians(KEY, 0), ValueError, "n"),
+    ("datasets.ring_of_gaussians", lambda: datasets.ring_of_gaussians(KEY, 10,
+                                                                      std=jnp.array(-1.0)),
+     ValueError, "std"),
+    ("datasets.plsa_corpus", lambda: datasets.plsa_corpus(0, 4, 5, 2), TypeError, "key"),
+    ("datasets.plsa_corpus", lambda: datasets.plsa_corpus(KEY, 4, 5, 0), ValueError,
+     "num_topics"),
+    ("datasets.plsa_corpus", lambda: datasets.plsa_corpus(KEY, 4, 5, 2, concentration="0.1"),
+     TypeError, "concentration"),
+    ("datasets.plsa_corpus", lambda: datasets.plsa_corpus(KEY, 4, 5, 2,
+                                                          concentration=jnp.array(0.0)),
+     ValueError, "concentration"),
+    ("datasets.load_sample_image", lambda: datasets.load_sample_image("x.jpg"), ValueError,
+     "name"),
+    ("datasets.load_sentiment", lambda: datasets.load_sentiment(test_fraction=1.5), ValueError,
+     "test_fraction"),
+    ("datasets.load_sentiment", lambda: datasets.load_sentiment(test_fraction=None), TypeError,
+     "test_fraction"),
+    ("datasets.make_blobs", lambda: datasets.make_blobs(0, 2, 2), ValueError, "n_samples"),
+    ("datasets.make_blobs", lambda: datasets.make_blobs(8, 2, 2, cluster_std="1"), TypeError,
+     "cluster_std"),
+    ("datasets.CharVocab", lambda: datasets.CharVocab.build(["ab"], min_count=0), ValueError,
+     "min_count"),
+    ("datasets.CharVocab", lambda: VOCAB.encode(["a"], max_len=0), ValueError, "max_len"),
+    ("datasets.CharVocab", lambda: VOCAB.encode("a", max_len=2), TypeError, "texts"),
+    ("models.fit", lambda: fit(key=0), TypeError, "key"),
+    ("models.fit", lambda: fit(loss_fn=None), TypeError, "loss_fn"),
+    ("models.fit", lambda: fit(steps=0), ValueError, "steps"),
+    ("models.fit", lambda: fit(batch_size="4"), TypeError, "batch_size"),
+    ("models.fit", lambda: fit(batch_size=9), ValueError, "batch_size"),
+    ("models.fit", lambda: fit(arrays=(jnp.ones((0, 2)), jnp.ones(0))), ValueError, "arrays"),
+    ("models.fit", lambda: fit(arrays=(jnp.ones((8, 2)), jnp.ones(7))), ValueError, "arrays"),
+    ("models.fit", lambda: fit(optimizer=optax.sgd), TypeError, "optimizer"),
+    ("models.DCGANGenerator", lambda: models.DCGANGenerator(resolution=12).init(
+        KEY, jnp.zeros((1, 16))), ValueError, "resolution"),
+    ("models.DCGANCritic", lambda: models.DCGANCritic(resolution=8).init(
+        KEY, jnp.zeros((1, 4, 4, 1))), ValueError, "x must be"),
+]  # fmt: skip
+
+ROWS = NEWTON + REGULARIZERS + OPTIM + GAN + EM + ATTRIBUTION + DATA_AND_MODELS
+
+
+def row_ids():
+    seen: dict[str, int] = {}
+    for name, *_ in ROWS:
+        seen[name] = seen.get(name, 0) + 1
+        yield f"{name}-{seen[name]}"
+
+
+@pytest.mark.parametrize(("name", "call", "error", "match"), ROWS, ids=list(row_ids()))
+def test_bad_input_names_the_argument(name, call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def is_result_container(obj) -> bool:
+    """NamedTuples (results, states) and enums: data, not functions to call with input."""
+    return inspect.isclass(obj) and (
+        (issubclass(obj, tuple) and hasattr(obj, "_fields")) or issubclass(obj, enum.Enum)
+    )
+
+
+def public_callables() -> set[str]:
+    names = set()
+    for module_name in MODULES:
+        module = importlib.import_module(f"gradjax.{module_name}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj) and not is_result_container(obj):
+                names.add(f"{module_name}.{name}")
+    return names
+
+
+def test_the_table_covers_every_public_function():
+    covered = {name for name, *_ in ROWS}
+    public = public_callables()
+    assert set(EXEMPT) <= public, sorted(set(EXEMPT) - public)
+    assert not covered & set(EXEMPT), sorted(covered & set(EXEMPT))
+    assert covered == public - set(EXEMPT), {
+        "without a row": sorted(public - set(EXEMPT) - covered),
+        "not public": sorted(covered - public),
+    }
