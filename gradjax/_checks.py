@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -17,8 +17,35 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
+def concrete_any(value: Any, predicate: Callable[[jax.Array], jax.Array]) -> bool:
+    """``any(predicate(value))`` evaluated now; False for a traced value (left to the result).
+
+    A concrete array is tested where it lives (on its devices, sharded or not, with only
+    the answer brought back) and eagerly even inside a caller's ``jit``, where jnp on a
+    closed-over constant would otherwise be staged into a tracer.
+    """
+    if not is_concrete(value):
+        return False
+    with jax.ensure_compile_time_eval():
+        value = jnp.asarray(value)
+        return value.size > 0 and bool(jnp.any(predicate(value)))
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """A Python or NumPy int (not bool) in ``[low, high]``; returned as ``int``."""
+    """A static int (not bool) in ``[low, high]``, returned as ``int``.
+
+    Python and NumPy ints and concrete 0-d integer arrays (``jnp.int32(3)``) pass. A
+    traced integer is a TypeError: these arguments set shapes and loop lengths, which
+    must be known when the function is traced.
+    """
+    if isinstance(value, (jax.Array, np.ndarray)) and value.shape == ():
+        if jnp.issubdtype(value.dtype, jnp.integer):
+            if not is_concrete(value):
+                raise TypeError(
+                    f"{name} must be a static (concrete) int, got a traced {value.dtype} "
+                    "value: pass a Python int, or mark it static in jax.jit"
+                )
+            value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < low or (high is not None and value > high):
@@ -63,12 +90,22 @@ def check_key(name: str, key: Any) -> jax.Array:
     return key
 
 
-def check_scalar(name: str, value: Any, low: float | None = None, *, strict: bool = False) -> Any:
-    """A real scalar ``>= low`` (``> low`` if ``strict``): Python and NumPy numbers and 0-d
-    NumPy/JAX arrays. Concrete values must be finite and in range (Python and NumPy
-    numbers are returned as ``float``); traced ones pass unchecked, their outcome shows in
-    the result."""
-    if isinstance(value, bool):
+def check_scalar(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    *,
+    strict: bool = False,
+    high: float | None = None,
+) -> Any:
+    """A real scalar ``>= low`` (``> low`` if ``strict``) and ``<= high``.
+
+    Python and NumPy numbers and 0-d NumPy/JAX arrays are accepted; bools, strings,
+    None and arrays of other shapes are TypeErrors. Concrete values must be finite
+    and in range (Python and NumPy numbers are returned as ``float``); traced ones
+    pass unchecked, their outcome shows in the result.
+    """
+    if isinstance(value, bool | np.bool_):
         raise TypeError(f"{name} must be a real number, got bool {value!r}")
     if isinstance(value, (int, float, np.integer, np.floating)):
         value = float(value)
@@ -84,27 +121,38 @@ def check_scalar(name: str, value: Any, low: float | None = None, *, strict: boo
         what = f"shape {shape}" if shape is not None else f"{type(value).__name__} {value!r}"
         raise TypeError(f"{name} must be a real scalar, got {what}")
     number = float(value)
-    bound = low is None or number > low or (not strict and number == low)
-    if not np.isfinite(number) or not bound:
-        rule = "finite" if low is None else f"finite and {'>' if strict else '>='} {low}"
-        raise ValueError(f"{name} must be {rule}, got {number}")
+    above = low is None or number > low or (not strict and number == low)
+    below = high is None or number <= high
+    if not (np.isfinite(number) and above and below):
+        rule = ["finite"]
+        if low is not None:
+            rule.append(f"{'>' if strict else '>='} {low}")
+        if high is not None:
+            rule.append(f"<= {high}")
+        raise ValueError(f"{name} must be {' and '.join(rule)}, got {number}")
     return value
 
 
 def check_finite_tree(name: str, tree: PyTree) -> None:
     """NaN or Inf in a concrete leaf is a ValueError; traced leaves are left to the result."""
     for leaf in jax.tree.leaves(tree):
-        if is_concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+        if concrete_any(leaf, lambda v: ~jnp.isfinite(v)):
             raise ValueError(f"{name} must be finite, got NaN or Inf entries")
 
 
-def check_scalar_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeStruct:
-    """``fun(*example_args)`` must return a real floating scalar; returns its shape/dtype."""
+def check_scalar_fun(
+    name: str, fun: Any, *example_args: Any, hint: str = ""
+) -> jax.ShapeDtypeStruct:
+    """``fun(*example_args)`` must return a real floating scalar; returns its shape/dtype.
+
+    Checked by shape evaluation (``jax.eval_shape``): nothing runs. ``hint`` is
+    appended to the shape error (say, how to select one output).
+    """
     check_callable(name, fun)
     out = jax.eval_shape(fun, *example_args)
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"{name} must return a scalar, got output of shape {shape}")
+        raise ValueError(f"{name} must return a scalar, got output of shape {shape}{hint}")
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"{name} must return a real floating scalar, got dtype {out.dtype}")
     return out

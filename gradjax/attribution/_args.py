@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_callable, check_finite_tree, check_int, floating_tree
+from gradjax._checks import check_finite_tree, check_int, check_scalar_fun, floating_tree
 
 PyTree = Any
 
@@ -45,14 +45,7 @@ def as_baseline(baseline: PyTree, x: PyTree, name: str = "baseline") -> PyTree:
 
 
 def check_scalar_fn(name: str, fn: Any, x: PyTree) -> None:
-    """``fn(x)`` must be a floating scalar (checked by shape evaluation, nothing runs)."""
-    check_callable(name, fn)
-    out = jax.eval_shape(fn, x)
-    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
-        shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(
-            f"{name} must return a scalar, got output of shape {shape}; select the class to "
-            "explain, e.g. lambda x: model(x)[label]"
-        )
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(f"{name} must return a floating scalar, got dtype {out.dtype}")
+    """``fn(x)`` must be a floating scalar: the class to explain, selected."""
+    check_scalar_fun(
+        name, fn, x, hint="; select the class to explain, e.g. lambda x: model(x)[label]"
+    )

@@ -7,6 +7,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from gradjax._checks import check_bool, check_scalar
+
 
 def heatmap_overlay(
     image: Any,
@@ -50,10 +52,8 @@ def heatmap_overlay(
         raise ValueError(
             f"attributions must have shape {image.shape[:2]} (+ channels), got {attributions.shape}"
         )
-    if not isinstance(colorbar, bool):
-        raise TypeError(f"colorbar must be a bool, got {type(colorbar).__name__}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_bool("colorbar", colorbar)
+    alpha = check_scalar("alpha", alpha, 0.0, high=1.0)
     grey = image.mean(axis=-1) if image.ndim == 3 else image
     heat = attributions.sum(axis=-1) if attributions.ndim == 3 else attributions
     limit = float(np.max(np.abs(heat))) or 1.0

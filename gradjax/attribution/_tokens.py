@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_choice
+from gradjax._checks import check_bool, check_choice, check_scalar
 
 from ._args import as_baseline, input_tree
 from ._integrated import path_attributions
@@ -32,7 +32,9 @@ def token_scores(
     completeness carries over), ``"l2"`` is ``‖aₜ‖₂`` and ``"max_abs"`` is
     ``maxⱼ |aₜⱼ|`` (the reference's two magnitudes). ``normalize`` maps the scores of
     each sequence to [0, 1] by ``(s - min) / (max - min)`` over its (unmasked) tokens;
-    a sequence whose tokens all score the same maps to zeros.
+    a sequence whose tokens all score the same maps to zeros. A NaN attribution
+    (a NaN gradient) makes its sequence's normalised scores NaN: it is never
+    hidden.
 
     Args:
       attributions: ``(..., T, E)`` floating array, e.g. from
@@ -52,6 +54,7 @@ def token_scores(
       Array([1., 0.], dtype=float32)
     """
     check_choice("reduce", reduce, REDUCTIONS)
+    check_bool("normalize", normalize)
     attributions = jnp.asarray(attributions)
     if attributions.ndim < 2:
         raise ValueError(
@@ -76,8 +79,8 @@ def token_scores(
         low = jnp.min(jnp.where(mask, scores, jnp.inf), axis=-1, keepdims=True)
         high = jnp.max(jnp.where(mask, scores, -jnp.inf), axis=-1, keepdims=True)
         span = high - low
-        safe = jnp.where(span > 0, span, 1.0)
-        scores = jnp.where(span > 0, (scores - low) / safe, 0.0)
+        flat = span == 0  # not `span > 0`, which would turn a NaN span into zeros
+        scores = jnp.where(flat, 0.0, (scores - low) / jnp.where(flat, 1.0, span))
     return jnp.where(mask, scores, 0.0)
 
 
@@ -168,8 +171,7 @@ def render_html(tokens: Sequence[str], scores: Any, *, max_opacity: float = 0.85
         raise ValueError(f"scores must have shape ({len(tokens)},) like tokens, got {scores.shape}")
     if not np.all(np.isfinite(scores)):
         raise ValueError(f"scores must be finite, got {scores}")
-    if not 0.0 < max_opacity <= 1.0:
-        raise ValueError(f"max_opacity must be in (0, 1], got {max_opacity}")
+    max_opacity = check_scalar("max_opacity", max_opacity, 0.0, strict=True, high=1.0)
     peak = np.max(np.abs(scores), initial=0.0)
     spans = []
     for token, score in zip(tokens, scores, strict=True):

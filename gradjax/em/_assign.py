@@ -6,10 +6,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._blocks import block_size_for, from_blocks, min_and_argmin, partial_sq_distances, to_blocks
-from ._inputs import as_points, check_block_size
+from ._inputs import as_centroids, as_points, check_block_size
 
 
 def nearest(xb: jax.Array, centroids: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -33,9 +32,14 @@ def assign(
     centroids' mean (float32 stays accurate far from the origin); the returned
     distance is then computed directly as ``‖x_i - c_{labels_i}‖²``.
 
+    NaN or Inf in concrete ``x`` or ``centroids`` is a ValueError. Traced
+    (under ``jit``), a non-finite centroid makes every squared distance NaN (the
+    centring shift is NaN), and a non-finite point makes its own distance non-finite, so
+    ``jnp.isfinite(squared_distances)`` tells which labels are meaningful.
+
     Args:
       x: (n, d) points.
-      centroids: (k, d) centroids.
+      centroids: (k, d) centroids (an int array is converted to ``x``'s dtype).
       block_size: rows per distance block; default about 2²⁰ / k.
 
     Returns:
@@ -47,11 +51,7 @@ def assign(
       Array([0, 0, 1], dtype=int32)
     """
     x = as_points(x)
-    if not hasattr(centroids, "shape") or centroids.ndim != 2 or centroids.shape[1] != x.shape[1]:
-        raise ValueError(f"centroids must have shape (k, {x.shape[1]}), got {np.shape(centroids)}")
-    if centroids.shape[0] < 1:
-        raise ValueError("centroids must hold at least one centroid, got 0 rows")
-    centroids = jnp.asarray(centroids, x.dtype)
+    centroids = as_centroids("centroids", centroids, x.shape[1], x.dtype)
     block_size = check_block_size(block_size)
     return _assign(x, centroids, block_size_for(x.shape[0], centroids.shape[0], block_size))
 

@@ -13,28 +13,54 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_int, is_concrete
+from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete
 
 INITS = ("k-means++", "random")
 METRICS = ("euclidean", "cosine")
 
 
-def as_points(x: Any, name: str = "x") -> jax.Array:
-    """``x`` as a 2-D floating array (integers become the default float dtype)."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {x.shape}")
-    if jnp.issubdtype(x.dtype, jnp.complexfloating) or not (
-        jnp.issubdtype(x.dtype, jnp.floating)
-        or jnp.issubdtype(x.dtype, jnp.integer)
-        or x.dtype == bool
+def _real_matrix(name: str, value: Any, what: str) -> Any:
+    """``value`` as a 2-D real (int, float or bool) array, host or device, unconverted."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as error:  # ragged lists
+            raise TypeError(
+                f"{name} must be a 2-D array {what}, got {type(value).__name__}"
+            ) from error
+    if value.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array {what}, got shape {value.shape}")
+    if jnp.issubdtype(value.dtype, jnp.complexfloating) or not (
+        jnp.issubdtype(value.dtype, jnp.floating)
+        or jnp.issubdtype(value.dtype, jnp.integer)
+        or value.dtype == bool
     ):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
-    x = jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
-        raise ValueError(f"{name} must be finite, got NaN or infinite entries")
-    return x
+        raise TypeError(f"{name} must be a real numeric array, got dtype {value.dtype}")
+    return value
+
+
+def as_points(x: Any, name: str = "x") -> jax.Array:
+    """``x`` as a non-empty 2-D floating array (integers become the default float dtype),
+    finite when concrete."""
+    x = _real_matrix(name, x, "(n_samples, n_features)")
+    if 0 in x.shape:
+        raise ValueError(
+            f"{name} must be non-empty (at least one point and one feature), got shape {x.shape}"
+        )
+    check_finite_tree(name, x)
+    return jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
+
+
+def as_centroids(name: str, value: Any, d: int, dtype: Any, k: int | None = None) -> jax.Array:
+    """A (k, d) array of centroids in ``dtype`` (ints are converted), finite when concrete."""
+    value = _real_matrix(name, value, f"({'k' if k is None else k}, {d})")
+    want = (value.shape[0] if k is None else k, d)
+    if value.shape != want or value.shape[0] < 1:
+        raise ValueError(
+            f"{name} must have shape ({'k >= 1' if k is None else k}, {d}), got {value.shape}"
+        )
+    check_finite_tree(name, value)
+    return jnp.asarray(value, dtype)
 
 
 def check_num_clusters(num_clusters: Any, n: int) -> int:
@@ -42,11 +68,6 @@ def check_num_clusters(num_clusters: Any, n: int) -> int:
     if k > n:
         raise ValueError(f"num_clusters must be <= the number of points {n}, got {k}")
     return k
-
-
-def check_nonnegative(name: str, value: Any) -> None:
-    if is_concrete(value) and np.ndim(value) == 0 and not float(value) >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 def check_block_size(block_size: Any) -> int | None:
@@ -60,40 +81,49 @@ def as_weights(weights: Any, n: int, dtype) -> jax.Array:
     shape = np.shape(weights)
     if shape != (n,):
         raise ValueError(f"weights must have shape ({n},) (one per point), got {shape}")
-    if is_concrete(weights):
-        host = np.asarray(weights)
-        if not np.issubdtype(host.dtype, np.number) and host.dtype != bool:
-            raise TypeError(f"weights must be numeric, got dtype {host.dtype}")
-        if not np.all(np.isfinite(host)) or np.any(host < 0):
-            raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
-        if not np.any(host > 0):
-            raise ValueError("weights must have at least one positive entry, got all zeros")
+    if not hasattr(weights, "dtype"):
+        weights = np.asarray(weights)
+    if not np.issubdtype(weights.dtype, np.number) and weights.dtype != bool:
+        raise TypeError(f"weights must be numeric, got dtype {weights.dtype}")
+    if concrete_any(weights, lambda w: ~jnp.isfinite(w) | (w < 0)):
+        raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
+    if is_concrete(weights) and not concrete_any(weights, lambda w: w > 0):
+        raise ValueError("weights must have at least one positive entry, got all zeros")
     return jnp.asarray(weights, dtype)
 
 
 def check_init(init: Any, num_clusters: int, d: int, dtype) -> str | jax.Array:
+    """A seeding name, or a (num_clusters, d) array of starting centroids."""
     if isinstance(init, str):
         if init not in INITS:
             raise ValueError(
-                f"init must be one of {INITS} or a (num_clusters, d) array, got {init!r}"
+                f"init must be one of {list(INITS)} or a (num_clusters, d) array, got {init!r}"
             )
         return init
     if not hasattr(init, "shape"):
         raise TypeError(f"init must be a str or an array, got {type(init).__name__}")
-    if tuple(init.shape) != (num_clusters, d):
-        raise ValueError(f"init must have shape ({num_clusters}, {d}), got {tuple(init.shape)}")
-    return jnp.asarray(init, dtype)
+    return as_centroids("init", init, d, dtype, num_clusters)
 
 
 def check_unit_normalisable(name: str, x: jax.Array) -> None:
     """Cosine needs a direction for every row: a zero row is an error when concrete."""
-    if is_concrete(x) and bool(jnp.any(jnp.all(x == 0, axis=1))):
+    if concrete_any(x, lambda v: jnp.all(v == 0, axis=1)):
         raise ValueError(f"{name} has a zero-norm row, which has no direction for metric='cosine'")
 
 
 def unit_rows(x: jax.Array) -> jax.Array:
     """Rows scaled to unit Euclidean norm (a zero row becomes NaN when traced)."""
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
+
+
+def all_finite(*arrays: jax.Array | None) -> jax.Array:
+    """Whether every entry of the (traced) arrays is finite: the fits' ``converged``
+    is false otherwise, even when the stopping rule fired on NaN iterates."""
+    finite = jnp.ones((), bool)
+    for a in arrays:
+        if a is not None:
+            finite = finite & jnp.all(jnp.isfinite(a))
+    return finite
 
 
 def scaled_tolerance(x, tol):

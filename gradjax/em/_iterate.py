@@ -50,11 +50,12 @@ def inertia_of(sweep: Sweep, wb, metric: str) -> jax.Array:
 
 def centroids_from(sums, counts, old, metric: str):
     """The M-step: the mean (euclidean) or the normalised sum (cosine); a centroid
-    with nothing to move to stays where it is."""
+    with nothing to move to stays where it is (a NaN sum or count propagates)."""
     if metric == "cosine":
         norm = jnp.linalg.norm(sums, axis=-1, keepdims=True)
-        return jnp.where(norm > 0, sums / jnp.where(norm > 0, norm, 1), old)
-    return jnp.where(counts[..., None] > 0, sums / jnp.where(counts > 0, counts, 1)[..., None], old)
+        return jnp.where(norm == 0, old, sums / jnp.where(norm == 0, 1, norm))
+    empty = (counts <= 0)[..., None]  # False for NaN, so a NaN count gives a NaN mean
+    return jnp.where(empty, old, sums / jnp.where(empty, 1, counts[..., None]))
 
 
 def relocate_empty(sums, counts, xb, wb, labels, dist):

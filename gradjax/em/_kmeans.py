@@ -30,17 +30,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_choice, check_int, is_concrete
+from gradjax._checks import check_choice, check_int, check_key, check_scalar, is_concrete
 
 from ._blocks import block_size_for, from_blocks, to_blocks
 from ._hamerly import HAMERLY
 from ._inputs import (
     METRICS,
+    all_finite,
     as_points,
     as_weights,
     check_block_size,
     check_init,
-    check_nonnegative,
     check_num_clusters,
     check_unit_normalisable,
     scaled_tolerance,
@@ -83,7 +83,9 @@ class KMeansResult(NamedTuple):
         iteration (flat once converged). For ``kmeans`` it is the inertia; for
         ``soft_kmeans`` the smoothed objective ``-1/M Σ_i w_i log Σ_j e^{-M d_ij}``.
       num_iters: int32, iterations actually taken (of the best restart).
-      converged: bool, whether the stopping rule fired within ``num_iters``.
+      converged: bool, whether the stopping rule fired within ``num_iters``; false
+        whenever the inertia is not finite or a traced ``x``, ``weights`` or
+        ``init`` holds NaN or Inf (concrete ones are rejected before the fit).
     """
 
     centroids: jax.Array
@@ -174,12 +176,13 @@ def kmeans(
       decompositions for large sparse text data using clustering", Machine
       Learning (2001).
     """
+    key = check_key("key", key)
     x = as_points(x)
     n, d = x.shape
     k = check_num_clusters(num_clusters, n)
     num_iters = check_int("num_iters", num_iters, 0)
     n_init = check_int("n_init", n_init, 1)
-    check_nonnegative("tol", tol)
+    tol = check_scalar("tol", tol, 0.0)
     block_size = check_block_size(block_size)
     w = as_weights(weights, n, x.dtype)
     init = check_init(init, k, d, x.dtype)
@@ -252,11 +255,12 @@ def _kmeans(
     final, _ = sweep_restarts(algorithm, xb, wb, x_sq, state.centroids, state.labels, state.aux)
     inertia = inertia_of(final, wb, metric)
     best = jnp.argmin(inertia)  # the restart of lowest inertia
+    finite = all_finite(x, w, init_centroids) & jnp.isfinite(inertia[best])
     return KMeansResult(
         centroids=state.centroids[best] + shift,
         labels=from_blocks(final.labels[best], x.shape[0]),
         inertia=inertia[best],
         inertia_trace=trace[:, best],
         num_iters=state.num_iters[best],
-        converged=converged[best],
+        converged=converged[best] & finite,
     )

@@ -26,13 +26,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gradjax._checks import check_int
+from gradjax._checks import check_int, check_key, check_scalar
 
 from ._assign import assign as assign_points
 from ._blocks import block_size_for, nearest_by_columns, to_blocks
-from ._inputs import as_points, as_weights, check_init, check_nonnegative, check_num_clusters
+from ._inputs import as_points, as_weights, check_init, check_num_clusters
 from ._lloyd import lloyd_sweep
 from ._seeding import initial_centroids
 
@@ -72,27 +71,14 @@ class MiniBatchKMeans(NamedTuple):
     assign: Callable[..., tuple[jax.Array, jax.Array]]
 
 
-def check_options(num_clusters: Any, init: Any, reassignment_ratio: Any) -> tuple[int, float]:
+def check_options(num_clusters: Any, init: Any, reassignment_ratio: Any) -> tuple[int, Any]:
     """The validated ``num_clusters`` and ``reassignment_ratio`` (``init``'s kind too)."""
     k = check_int("num_clusters", num_clusters, 1)
     if isinstance(init, str):
         check_init(init, k, 0, None)  # the name; an array's shape is checked at init
     elif not hasattr(init, "shape"):
         raise TypeError(f"init must be a str or an array, got {type(init).__name__}")
-    return k, _check_ratio(reassignment_ratio)
-
-
-def _check_ratio(reassignment_ratio: Any) -> float:
-    if isinstance(reassignment_ratio, bool) or not isinstance(
-        reassignment_ratio, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(
-            f"reassignment_ratio must be a number, got {type(reassignment_ratio).__name__}"
-        )
-    check_nonnegative("reassignment_ratio", reassignment_ratio)
-    if not reassignment_ratio <= 1:
-        raise ValueError(f"reassignment_ratio must be in [0, 1], got {reassignment_ratio}")
-    return float(reassignment_ratio)
+    return k, check_scalar("reassignment_ratio", reassignment_ratio, 0.0, high=1.0)
 
 
 def _check_batch(state: MiniBatchKMeansState, batch: Any, weights: Any):
@@ -102,8 +88,6 @@ def _check_batch(state: MiniBatchKMeansState, batch: Any, weights: Any):
     d = state.centroids.shape[-1]
     if x.shape[1] != d:
         raise ValueError(f"batch must have {d} features (as the centroids), got shape {x.shape}")
-    if x.shape[0] < 1:
-        raise ValueError("batch must hold at least one point, got 0 rows")
     return jnp.asarray(x, state.centroids.dtype), as_weights(weights, x.shape[0], x.dtype)
 
 
@@ -153,7 +137,7 @@ def _step(state, x, w, ratio):
     rel = state.centroids - origin
     sums, batch_counts = batch_statistics(x - origin, w, rel)
     counts = state.counts + batch_counts
-    got = batch_counts > 0
+    got = batch_counts != 0  # weights are >= 0; a NaN weight must reach the centroid
     moved = (state.counts[:, None] * rel + sums) / jnp.where(got, counts, 1)[:, None]
     centroids = jnp.where(got[:, None], moved, rel) + origin
 
@@ -230,6 +214,7 @@ def minibatch_kmeans(
     k, ratio = check_options(num_clusters, init, reassignment_ratio)
 
     def init_fn(key: jax.Array, x_first: jax.Array) -> MiniBatchKMeansState:
+        key = check_key("key", key)
         x = as_points(x_first, "x_first")
         check_num_clusters(k, x.shape[0])
         start = check_init(init, k, x.shape[1], x.dtype)

@@ -36,9 +36,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import sparse
 
-from gradjax._checks import is_concrete
+from gradjax._checks import check_finite_tree, check_int, check_key, check_scalar, concrete_any
 from gradjax._loop import scan_loop
 
 from . import _plsa_sparse
@@ -72,16 +73,8 @@ class PLSAResult(NamedTuple):
 # ----------------------------------------------------------------------------- checks
 
 
-def _concrete_any(x: jax.Array, predicate) -> bool:
-    """``any(predicate(x))`` for a concrete ``x``; False for a traced ``x``."""
-    if not is_concrete(x) or x.size == 0:
-        return False
-    with jax.ensure_compile_time_eval():  # evaluate now, even inside someone's jit
-        return bool(jnp.any(predicate(x)))
-
-
 def _concrete_any_negative(x: jax.Array) -> bool:
-    return _concrete_any(x, lambda v: v < 0)
+    return concrete_any(x, lambda v: v < 0)
 
 
 def _concrete_min(x: jax.Array) -> float:
@@ -108,6 +101,9 @@ def _as_counts(counts: Any) -> Counts:
     else:
         if isinstance(counts, sparse.JAXSparse):
             raise TypeError(f"counts must be a dense array or a BCOO, got {type(counts).__name__}")
+        counts = counts if hasattr(counts, "dtype") else np.asarray(counts)
+        if not (jnp.issubdtype(counts.dtype, jnp.number) or counts.dtype == bool):
+            raise TypeError(f"counts must be numeric, got dtype {counts.dtype}")
         counts = jnp.asarray(counts)
         if counts.ndim != 2:
             raise ValueError(
@@ -120,6 +116,7 @@ def _as_counts(counts: Any) -> Counts:
         raise TypeError(f"counts must be numeric, got dtype {data.dtype}")
     if jnp.issubdtype(data.dtype, jnp.complexfloating):
         raise TypeError(f"counts must be real, got dtype {data.dtype}")
+    check_finite_tree("counts", data)
     if _concrete_any_negative(data):
         raise ValueError(f"counts must be non-negative, got a minimum of {_concrete_min(data)}")
     dtype = _float_dtype(data.dtype)
@@ -133,26 +130,15 @@ def _as_counts(counts: Any) -> Counts:
     return counts.astype(dtype)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _check_tol(tol: Any) -> None:
-    if isinstance(tol, (int, float)) and not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
-
-
 def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) -> jax.Array:
     """A user-given factor: checks shape and sign, then normalises its rows."""
     value = jnp.asarray(value)
     if value.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {value.shape}")
+    check_finite_tree(name, value)
     if _concrete_any_negative(value):
         raise ValueError(f"{name} must be non-negative, got a minimum of {_concrete_min(value)}")
-    if _concrete_any(value, lambda v: jnp.sum(v, axis=1) <= 0):
+    if concrete_any(value, lambda v: jnp.sum(v, axis=1) <= 0):
         raise ValueError(f"{name} must have rows with a positive sum, got an all-zero row")
     value = value.astype(dtype)
     return value / jnp.sum(value, axis=1, keepdims=True)
@@ -198,10 +184,10 @@ def _layout(counts: Counts, *, by_word: bool) -> Layout:
 def _block_sums(counts, theta, phi, *, doc_side: bool, word_side: bool):
     """The E-step sums of one dense block: three GEMMs."""
     model = theta @ phi
-    positive = counts > 0
-    safe = jnp.where(positive, model, 1)
-    log_lik = jnp.sum(jnp.where(positive, counts * jnp.log(safe), 0))
-    ratio = jnp.where(positive, counts / safe, 0)
+    zero = counts == 0  # contributes nothing; a NaN count propagates
+    safe = jnp.where(zero, 1, model)
+    log_lik = jnp.sum(jnp.where(zero, 0, counts * jnp.log(safe)))
+    ratio = jnp.where(zero, 0, counts / safe)
     doc_sums = ratio @ phi.T if doc_side else None
     word_sums = theta.T @ ratio if word_side else None
     return log_lik, doc_sums, word_sums
@@ -234,16 +220,16 @@ def _doc_lengths(counts: Layout) -> jax.Array:
 
 def _normalise_mixtures(expected: jax.Array, lengths: jax.Array) -> jax.Array:
     """``p(z|d) = expected / n(d)``; an empty document gets the uniform mixture."""
-    nonempty = lengths[:, None] > 0
+    empty = lengths[:, None] <= 0  # False for NaN: a NaN length gives NaN mixtures
     uniform = jnp.full_like(expected, 1.0 / expected.shape[1])
-    return jnp.where(nonempty, expected / jnp.where(nonempty, lengths[:, None], 1), uniform)
+    return jnp.where(empty, uniform, expected / jnp.where(empty, 1, lengths[:, None]))
 
 
 def _normalise_topics(expected: jax.Array, previous: jax.Array) -> jax.Array:
     """``p(w|z) ∝ expected``; a topic no document uses keeps its previous words."""
     total = jnp.sum(expected, axis=1, keepdims=True)
-    used = total > 0
-    return jnp.where(used, expected / jnp.where(used, total, 1), previous)
+    unused = total <= 0  # False for NaN, which propagates
+    return jnp.where(unused, previous, expected / jnp.where(unused, 1, total))
 
 
 class _State(NamedTuple):
@@ -333,7 +319,8 @@ def plsa(
     documents (the word-side sums become a cross-device reduction).
 
     Args:
-      key: PRNG key for the starting topics (unused when ``init`` is given).
+      key: PRNG key for the starting topics (unused, and may be None, when ``init``
+        is given).
       counts: (D, W) non-negative counts, a dense array or a 2-D
         ``jax.experimental.sparse.BCOO`` (duplicate entries are summed).
       num_topics: the number of topics ``K``, ``1 <= K <= W``.
@@ -346,7 +333,8 @@ def plsa(
 
     Returns:
       A :class:`PLSAResult`. ``log_likelihood`` is NaN or ``-inf`` (and
-      ``converged`` false) if the fit broke down numerically.
+      ``converged`` false) if the fit broke down numerically or a traced count is
+      NaN (concrete NaN or Inf counts are a ValueError).
 
     Example:
       >>> import jax
@@ -361,15 +349,17 @@ def plsa(
       T. Hofmann, "Unsupervised learning by probabilistic latent semantic
       analysis", Machine Learning 42 (2001).
     """
+    if init is None or key is not None:
+        key = check_key("key", key)
     counts = _as_counts(counts)
     num_docs, vocab_size = counts.shape
-    _check_int("num_topics", num_topics, 1)
+    num_topics = check_int("num_topics", num_topics, 1)
     if num_topics > vocab_size:
         raise ValueError(
             f"num_topics must be <= the vocabulary size {vocab_size}, got {num_topics}"
         )
-    _check_int("num_iters", num_iters, 0)
-    _check_tol(tol)
+    num_iters = check_int("num_iters", num_iters, 0)
+    tol = check_scalar("tol", tol, 0.0)
     dtype = _values(counts).dtype
     if init is None:
         phi = jax.random.exponential(key, (num_topics, vocab_size), dtype)
@@ -425,6 +415,7 @@ def plsa_fold_in(
     References:
       T. Hofmann, "Probabilistic latent semantic indexing", SIGIR 1999 (folding-in).
     """
+    key = check_key("key", key)
     counts = _as_counts(counts)
     num_docs, vocab_size = counts.shape
     p_w_given_z = jnp.asarray(p_w_given_z)
@@ -432,7 +423,7 @@ def plsa_fold_in(
         raise ValueError(
             f"p_w_given_z must have shape (num_topics, {vocab_size}), got {p_w_given_z.shape}"
         )
-    _check_int("num_iters", num_iters, 0)
+    num_iters = check_int("num_iters", num_iters, 0)
     dtype = _values(counts).dtype
     num_topics = p_w_given_z.shape[0]
     phi = _as_distribution("p_w_given_z", p_w_given_z, (num_topics, vocab_size), dtype)
@@ -478,6 +469,8 @@ def plsa_log_likelihood(
             f"p_z_given_d must have shape ({num_docs}, {p_w_given_z.shape[0]}), "
             f"got {p_z_given_d.shape}"
         )
+    check_finite_tree("p_z_given_d", p_z_given_d)
+    check_finite_tree("p_w_given_z", p_w_given_z)
     dtype = _values(counts).dtype
     return _log_likelihood(counts, p_z_given_d.astype(dtype), p_w_given_z.astype(dtype))
 

@@ -119,10 +119,11 @@ def e_step_sums(
         docs, words, values = by_doc.keys[i], by_doc.others[i], by_doc.values[i]
         phi_rows = phi_t[words]  # (rows, slots, K)
         model = jnp.einsum("rk,rsk->rs", theta[docs], phi_rows)  # Θ[d] gathered once per row
-        positive = values > 0  # unused slots and explicit zeros contribute nothing
-        safe = jnp.where(positive, model, 1)
-        log_lik = log_lik + jnp.sum(jnp.where(positive, values * jnp.log(safe), 0))
-        ratio = jnp.where(positive, values / safe, 0)
+        # unused slots and explicit zeros contribute nothing; a NaN count propagates
+        zero = values == 0
+        safe = jnp.where(zero, 1, model)
+        log_lik = log_lik + jnp.sum(jnp.where(zero, 0, values * jnp.log(safe)))
+        ratio = jnp.where(zero, 0, values / safe)
         if doc_side:
             per_row = jnp.einsum("rs,rsk->rk", ratio, phi_rows)
             doc_sums = doc_sums.at[docs].add(per_row, indices_are_sorted=True)

@@ -16,9 +16,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_int
+from gradjax._checks import check_int, check_key
 
-from ._inputs import as_points, as_weights, check_num_clusters
+from ._inputs import all_finite, as_points, as_weights, check_num_clusters
 
 
 @functools.partial(jax.jit, static_argnames=("num_clusters", "num_trials"))
@@ -52,7 +52,8 @@ def _seed_kmeans_plusplus(key, x, w, num_clusters, num_trials):
 
     steps = (jnp.arange(1, num_clusters), jax.random.split(key_rest, num_clusters - 1))
     (centroids, _), _ = jax.lax.scan(add_centroid, (centroids, closest), steps)
-    return centroids
+    # a non-finite point or weight corrupts the draws without showing in them
+    return jnp.where(all_finite(x, w), centroids, jnp.nan)
 
 
 def kmeans_plusplus(
@@ -78,7 +79,8 @@ def kmeans_plusplus(
       num_trials: candidates per centroid; default ``2 + ⌊ln k⌋``.
 
     Returns:
-      (num_clusters, d) centroids, rows of ``x``.
+      (num_clusters, d) centroids, rows of ``x``; all NaN if a traced ``x`` or
+      ``weights`` holds NaN or Inf.
 
     Example:
       >>> x = jax.random.normal(jax.random.key(0), (100, 2))
@@ -88,6 +90,7 @@ def kmeans_plusplus(
     References:
       Arthur & Vassilvitskii, "k-means++: the advantages of careful seeding" (2007).
     """
+    key = check_key("key", key)
     x = as_points(x)
     k = check_num_clusters(num_clusters, x.shape[0])
     w = as_weights(weights, x.shape[0], x.dtype)

@@ -26,17 +26,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_int
+from gradjax._checks import check_int, check_key, check_scalar
 from gradjax._loop import scan_loop
 
 from ._assign import nearest
 from ._blocks import block_size_for, from_blocks, partial_sq_distances, to_blocks
 from ._inputs import (
+    all_finite,
     as_points,
     as_weights,
     check_block_size,
     check_init,
-    check_nonnegative,
     check_num_clusters,
     scaled_tolerance,
 )
@@ -58,12 +58,15 @@ def _soft_pass(xb, wb, x_sq, centroids, stiffness):
         sums, mass, objective = carry
         x_blk, w_blk, x_sq_blk = inputs
         dist = jnp.maximum(partial_sq_distances(x_blk, centroids, c_sq) + x_sq_blk[:, None], 0)
-        logits = -stiffness * dist
-        log_norm = jax.nn.logsumexp(logits, axis=1)
+        # shifted by each row's minimum: the nearest logit is exactly 0, so a large
+        # M·d loses no precision (-M·d itself would, in float32, past M·d ≈ 1e7)
+        closest = jnp.min(dist, axis=1)
+        logits = -stiffness * (dist - closest[:, None])
+        log_norm = jax.nn.logsumexp(logits, axis=1)  # in [0, log k]
         resp = jnp.exp(logits - log_norm[:, None]) * w_blk[:, None]
         sums = sums + jnp.dot(resp.T, x_blk, precision=jax.lax.Precision.DEFAULT)
         mass = mass + jnp.sum(resp, axis=0)
-        objective = objective - jnp.sum(w_blk * log_norm) / stiffness
+        objective = objective + jnp.sum(w_blk * (closest - log_norm / stiffness))
         return (sums, mass, objective), None
 
     zero = jnp.zeros([], centroids.dtype)
@@ -108,7 +111,8 @@ def soft_kmeans(
       A :class:`gradjax.em.KMeansResult`: ``labels`` is each point's most
       responsible (nearest) centroid, ``inertia`` the hard inertia of the returned
       centroids, and ``inertia_trace`` the smoothed objective ``L_M`` of the
-      centroids entering each iteration.
+      centroids entering each iteration. ``converged`` is false if a traced
+      ``x``, ``weights`` or ``init`` holds NaN or Inf.
 
     Example:
       >>> x = jnp.concatenate([jnp.zeros((5, 2)), jnp.ones((5, 2)) * 4])
@@ -119,13 +123,13 @@ def soft_kmeans(
     References:
       Su Jianlin, "Gradient descent and EM: one idea" (kexue.fm/archives/4277).
     """
+    key = check_key("key", key)
     x = as_points(x)
     n, d = x.shape
     k = check_num_clusters(num_clusters, n)
     num_iters = check_int("num_iters", num_iters, 0)
-    check_nonnegative("tol", tol)
-    if isinstance(stiffness, (int, float)) and not stiffness > 0:
-        raise ValueError(f"stiffness must be > 0, got {stiffness}")
+    tol = check_scalar("tol", tol, 0.0)
+    stiffness = check_scalar("stiffness", stiffness, 0.0, strict=True)
     block_size = check_block_size(block_size)
     w = as_weights(weights, n, x.dtype)
     init = check_init(init, k, d, x.dtype)
@@ -155,8 +159,8 @@ def _soft_kmeans(
 
     def step(state):
         sums, mass, objective = _soft_pass(xb, wb, x_sq, state.centroids, stiffness)
-        safe = jnp.where(mass > 0, mass, 1)[:, None]
-        new = jnp.where(mass[:, None] > 0, sums / safe, state.centroids)
+        empty = (mass <= 0)[:, None]  # False for NaN: a NaN mass gives a NaN centroid
+        new = jnp.where(empty, state.centroids, sums / jnp.where(empty, 1, mass[:, None]))
         return _SoftState(new, objective, jnp.sum((new - state.centroids) ** 2))
 
     centroids = initial_centroids(key, x, w, num_clusters, init or init_centroids)
@@ -175,5 +179,5 @@ def _soft_kmeans(
         inertia=jnp.sum(wb * dist),
         inertia_trace=out.trace,
         num_iters=out.num_steps,
-        converged=out.converged,
+        converged=out.converged & all_finite(x, w, init_centroids, dist),
     )

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_int
+from gradjax._checks import check_int, check_key
 
 from ._minibatch import (
     MiniBatchKMeansState,
@@ -110,6 +110,7 @@ def fit_minibatch_kmeans(
     References:
       D. Sculley, "Web-scale k-means clustering", WWW (2010).
     """
+    key = check_key("key", key)
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; fit_minibatch_kmeans takes {_OPTIONS}")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -200,19 +201,14 @@ def test_vmap_equals_loop_and_jit_equals_eager():
 
 
 def test_no_retrace_on_second_call():
-    traces = []
+    @chex.assert_max_traces(n=1)
+    def attribute(x):
+        fn = lambda z: jnp.sum(jnp.sin(z))  # noqa: E731
+        return integrated_gradients(fn, x, steps=8, method="gauss_legendre", chunk_size=3)
 
-    def fn(z):
-        traces.append(None)  # runs only while tracing
-        return jnp.sum(jnp.sin(z))
-
-    attribute = jax.jit(
-        lambda x: integrated_gradients(fn, x, steps=8, method="gauss_legendre", chunk_size=3)
-    )
+    attribute = jax.jit(attribute)
     first = attribute(jnp.ones(4))
-    count = len(traces)
-    second = attribute(2 * jnp.ones(4))
-    assert len(traces) == count
+    second = attribute(2 * jnp.ones(4))  # a second trace would raise
     np.testing.assert_allclose(first, jnp.sin(1.0) * jnp.ones(4), rtol=1e-5)
     np.testing.assert_allclose(second, jnp.sin(2.0) * jnp.ones(4), rtol=1e-5)
 
@@ -367,6 +363,18 @@ def test_token_scores_constant_rows_and_mask():
     np.testing.assert_allclose(s, [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
 
 
+def test_token_scores_let_nan_through_the_normalisation():
+    """A NaN attribution (a NaN gradient) makes its sequence NaN; ``span > 0`` would have
+    read the NaN span as a constant row and returned zeros."""
+    a = jnp.array([[[1.0, jnp.nan], [2.0, 3.0]], [[1.0, 0.0], [2.0, 3.0]]])
+    for fn in (token_scores, jax.jit(token_scores, static_argnames="normalize")):
+        s = fn(a, normalize=True)
+        assert bool(jnp.all(jnp.isnan(s[0])))
+        np.testing.assert_allclose(s[1], [0.0, 1.0])
+    masked = token_scores(a, normalize=True, mask=jnp.array([[False, True], [True, True]]))
+    np.testing.assert_allclose(masked, [[0.0, 0.0], [0.0, 1.0]])  # a masked NaN is padding
+
+
 def test_token_attributions_formulas():
     with jax.enable_x64(True):
         k1, k2 = jax.random.split(jax.random.key(7))
@@ -396,12 +404,6 @@ def test_render_html_escapes_and_shades():
     assert "rgba(255, 0, 0, 0.850)" in out and "rgba(255, 0, 0, 0.425)" in out
     assert "rgba(0, 90, 255, 0.212)" in out  # negative scores are blue
     assert out.count("<span") == 3
-    with pytest.raises(ValueError, match="scores"):
-        render_html(["a", "b"], [1.0])
-    with pytest.raises(ValueError, match="scores"):
-        render_html(["a"], [float("nan")])
-    with pytest.raises(TypeError, match="tokens"):
-        render_html([1, 2], [1.0, 2.0])
 
 
 def test_heatmap_overlay():
@@ -413,41 +415,62 @@ def test_heatmap_overlay():
     ax = attribution.heatmap_overlay(np.ones((8, 8)), np.linspace(-1, 2, 64).reshape(8, 8))
     assert ax.images[-1].get_clim() == (-2.0, 2.0)
     plt.close(ax.figure)
-    with pytest.raises(ValueError, match="attributions"):
-        attribution.heatmap_overlay(np.ones((8, 8)), np.ones((4, 4)))
 
 
 # ----------------------------------------------------------------------------- bad input
 
 
-def test_bad_input_names_the_argument():
-    fn = lambda z: jnp.sum(z)  # noqa: E731
-    x = jnp.ones(3)
-    with pytest.raises(ValueError, match="method"):
-        integrated_gradients(fn, x, method="simpson")
-    with pytest.raises(ValueError, match="steps"):
-        integrated_gradients(fn, x, steps=0)
-    with pytest.raises(ValueError, match="steps"):
-        integrated_gradients(fn, x, steps=1, method="trapezoid")
-    with pytest.raises(TypeError, match="steps"):
-        integrated_gradients(fn, x, steps=2.5)
-    with pytest.raises(ValueError, match="baseline"):
-        integrated_gradients(fn, x, jnp.ones(4))
-    with pytest.raises(ValueError, match="baseline"):
-        integrated_gradients(lambda t: t["a"].sum(), {"a": x}, {"b": x})
-    with pytest.raises(ValueError, match="chunk_size"):
-        integrated_gradients(fn, x, chunk_size=0)
-    with pytest.raises(ValueError, match="fn must return a scalar"):
-        integrated_gradients(lambda z: z * 2, x)
-    with pytest.raises(TypeError, match="x must"):
-        integrated_gradients(fn, jnp.ones(3, jnp.int32))
-    with pytest.raises(ValueError, match="reduce"):
-        token_scores(jnp.ones((3, 2)), reduce="mean")
-    with pytest.raises(ValueError, match="attributions"):
-        token_scores(jnp.ones(3))
-    with pytest.raises(ValueError, match="mask"):
-        token_scores(jnp.ones((3, 2)), mask=jnp.ones(2, bool))
-    with pytest.raises(ValueError, match="formula"):
-        attribution.token_attributions(fn, jnp.ones((3, 2)), formula="grad_x_input")
-    with pytest.raises(ValueError, match="embeddings"):
-        attribution.token_attributions(fn, jnp.ones(3))
+F = lambda z: jnp.sum(z)  # noqa: E731
+X3 = jnp.ones(3)
+BAD = [
+    (lambda: integrated_gradients(F, X3, method="simpson"), ValueError, "method must be one of"),
+    (lambda: integrated_gradients(F, X3, steps=0), ValueError, "steps"),
+    (lambda: integrated_gradients(F, X3, steps=1, method="trapezoid"), ValueError, "steps"),
+    (lambda: integrated_gradients(F, X3, steps=2.5), TypeError, "steps must be an int"),
+    (lambda: integrated_gradients(F, X3, steps=jnp.int32(1)), ValueError, "steps must be >= 2"),
+    (lambda: integrated_gradients(F, X3, jnp.ones(4)), ValueError, "baseline"),
+    (lambda: integrated_gradients(lambda t: t["a"].sum(), {"a": X3}, {"b": X3}), ValueError,
+     "baseline"),
+    (lambda: integrated_gradients(F, X3, chunk_size=0), ValueError, "chunk_size"),
+    (lambda: integrated_gradients(lambda z: z * 2, X3), ValueError, "fn must return a scalar"),
+    (lambda: integrated_gradients("f", X3), TypeError, "fn must be callable"),
+    (lambda: integrated_gradients(F, jnp.ones(3, jnp.int32)), TypeError, "x must"),
+    (lambda: integrated_gradients(F, jnp.array([1.0, jnp.nan, 0.0])), ValueError,
+     "x must be finite"),
+    (lambda: integrated_gradients(F, {}), ValueError, "x must contain at least one array"),
+    (lambda: integrated_gradients(F, X3, return_gap=1), TypeError, "return_gap must be a bool"),
+    (lambda: quadrature("simpson", 4), ValueError, "method must be one of"),
+    (lambda: quadrature("left", 0), ValueError, "steps must be >= 1"),
+    (lambda: quadrature("left", "4"), TypeError, "steps must be an int"),
+    (lambda: token_scores(jnp.ones((3, 2)), reduce="mean"), ValueError, "reduce"),
+    (lambda: token_scores(jnp.ones(3)), ValueError, "attributions"),
+    (lambda: token_scores(jnp.ones((3, 2), int)), TypeError, "attributions must be floating"),
+    (lambda: token_scores(jnp.ones((3, 2)), mask=jnp.ones(2, bool)), ValueError, "mask"),
+    (lambda: token_scores(jnp.ones((3, 2)), normalize="yes"), TypeError,
+     "normalize must be a bool"),
+    (lambda: attribution.token_attributions(F, jnp.ones((3, 2)), formula="grad_x_input"),
+     ValueError, "formula"),
+    (lambda: attribution.token_attributions(F, jnp.ones(3)), ValueError, "embeddings"),
+    (lambda: attribution.token_attributions(F, jnp.full((3, 2), jnp.inf)), ValueError,
+     "embeddings must be finite"),
+    (lambda: attribution.token_attributions(F, jnp.ones((3, 2)), jnp.ones(2)), ValueError,
+     "baseline"),
+    (lambda: render_html(["a", "b"], [1.0]), ValueError, "scores must have shape"),
+    (lambda: render_html(["a"], [float("nan")]), ValueError, "scores must be finite"),
+    (lambda: render_html([1, 2], [1.0, 2.0]), TypeError, "tokens must be strings"),
+    (lambda: render_html(["a"], [1.0], max_opacity=0.0), ValueError, "max_opacity"),
+    (lambda: render_html(["a"], [1.0], max_opacity="1"), TypeError, "max_opacity"),
+    (lambda: attribution.heatmap_overlay(np.ones((8, 8)), np.ones((4, 4))), ValueError,
+     "attributions must have shape"),
+    (lambda: attribution.heatmap_overlay(np.ones(8), np.ones(8)), ValueError, "image"),
+    (lambda: attribution.heatmap_overlay(np.ones((8, 8)), np.ones((8, 8)), alpha=2.0),
+     ValueError, "alpha"),
+    (lambda: attribution.heatmap_overlay(np.ones((8, 8)), np.ones((8, 8)), colorbar=1),
+     TypeError, "colorbar must be a bool"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("call,error,words", BAD, ids=[w for _, _, w in BAD])
+def test_bad_input_names_the_argument(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

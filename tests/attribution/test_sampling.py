@@ -245,7 +245,11 @@ BAD = [
     ),
     (lambda: expected_gradients(KEY, F, X3, jnp.ones((2, 3)), num_samples=0), ValueError, "num_"),
     (lambda: expected_gradients(None, F, X3, jnp.ones((2, 3))), TypeError, "key"),
-]
+    (lambda: expected_gradients(0, F, X3, jnp.ones((2, 3))), TypeError, "key must be a PRNG key"),
+    (lambda: smooth_grad(KEY, F, X3, stdev="0.1"), TypeError, "stdev must be a real scalar"),
+    (lambda: smooth_grad(KEY, F, X3, stdev=0.1, num_samples=jnp.int32(0)), ValueError,
+     "num_samples must be >= 1"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("call,error,words", BAD, ids=[w for _, _, w in BAD])

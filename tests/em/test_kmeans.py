@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,8 @@ from sklearn.metrics import adjusted_rand_score
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
 from gradjax.em import _hamerly, _kmeans
+
+KEY = jax.random.key(0)
 
 
 @functools.cache
@@ -235,21 +238,17 @@ def test_kmeans_plusplus_picks_distinct_weighted_points():
 # ----------------------------------------------------------------------------- transforms
 
 
-def test_jit_equals_eager_and_does_not_retrace():
+def test_jit_does_not_retrace():
+    """(jit == eager, data passed in or closed over, restarts included: test_jit_contract.py)"""
     x, _ = make_blobs(300, 3, 2, seed=7)
-    traces = []
 
     @functools.partial(jax.jit, static_argnums=2)
+    @chex.assert_max_traces(n=1)
     def fit(key, x, k):
-        traces.append(None)
         return em.kmeans(key, x, k, n_init=2)
 
-    eager = em.kmeans(jax.random.key(0), x, 3, n_init=2)
-    jitted = fit(jax.random.key(0), x, 3)
-    for a, b in zip(eager, jitted, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    fit(jax.random.key(1), x + 1.0, 3)
-    assert len(traces) == 1
+    fit(jax.random.key(0), x, 3)
+    fit(jax.random.key(1), x + 1.0, 3)  # a second trace would raise
 
 
 def test_vmap_over_problems_equals_a_loop():
@@ -260,6 +259,19 @@ def test_vmap_over_problems_equals_a_loop():
         single = em.kmeans(jax.random.key(0), xs[i], 3, init=starts[i])
         np.testing.assert_allclose(batched.centroids[i], single.centroids, rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(batched.labels[i], single.labels)
+
+
+# ----------------------------------------------------------------------------- integer input
+# (traced NaN and Inf, and jit with data passed in or closed over: test_jit_contract.py)
+
+
+def test_assign_accepts_integer_centroids():
+    x = np.array([[0.0, 0.2], [4.0, 5.2], [0.1, 0.0]], np.float32)
+    labels, d2 = em.assign(x, [[0, 0], [5, 5]])
+    np.testing.assert_array_equal(labels, [0, 1, 0])
+    assert d2.dtype == jnp.float32
+    np.testing.assert_allclose(d2, [0.04, 1.04, 0.01], rtol=1e-5)
+    # concrete JAX and NumPy ints as num_clusters/num_iters: tests/em/test_jit_contract.py
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -284,18 +296,66 @@ def test_vmap_over_problems_equals_a_loop():
         ({"tol": -1.0}, ValueError, "tol"),
         ({"algorithm": "elkan"}, ValueError, "algorithm"),
         ({"metric": "l1"}, ValueError, "metric"),
+        ({"key": 0}, TypeError, "key must be a PRNG key"),
+        ({"key": jax.random.split(KEY)}, ValueError, "key must be a single PRNG key"),
+        ({"x": np.zeros((0, 2))}, ValueError, "x must be non-empty"),
+        ({"x": np.zeros((10, 0))}, ValueError, "x must be non-empty"),
+        ({"x": [["a", "b"]] * 10}, TypeError, "x must be a real numeric array"),
+        ({"init": np.array([[np.nan, 0.0], [1.0, 1.0]])}, ValueError, "init must be finite"),
+        ({"init": jnp.array([[0.0, 0.0], [jnp.inf, 1.0]])}, ValueError, "init must be finite"),
+        ({"weights": np.array([np.nan] + [1.0] * 9)}, ValueError, "weights must be finite"),
+        ({"num_clusters": jnp.int32(0)}, ValueError, "num_clusters must be >= 1"),
+        ({"num_clusters": jnp.float32(2)}, TypeError, "num_clusters must be an int"),
+        ({"num_iters": 2.5}, TypeError, "num_iters must be an int"),
+        ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": jnp.array(-1.0)}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": np.nan}, ValueError, "tol must be finite"),
+        ({"tol": "1e-4"}, TypeError, "tol must be a real scalar, got str"),
+        ({"tol": None}, TypeError, "tol must be a real scalar"),
+        ({"block_size": 0}, ValueError, "block_size"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, name):
-    args = {"x": np.zeros((10, 2), np.float32), "num_clusters": 2} | kwargs
+    args = {"key": KEY, "x": np.zeros((10, 2), np.float32), "num_clusters": 2} | kwargs
     with pytest.raises(error, match=name):
-        em.kmeans(jax.random.key(0), args.pop("x"), args.pop("num_clusters"), **args)
+        em.kmeans(args.pop("key"), args.pop("x"), args.pop("num_clusters"), **args)
 
 
-def test_bad_input_of_assign_and_kmeans_plusplus():
-    with pytest.raises(ValueError, match="centroids"):
-        em.assign(np.zeros((4, 2)), np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="num_clusters"):
-        em.kmeans_plusplus(jax.random.key(0), np.zeros((4, 2)), 5)
-    with pytest.raises(ValueError, match="num_trials"):
-        em.kmeans_plusplus(jax.random.key(0), np.zeros((4, 2)), 2, num_trials=0)
+def test_a_traced_num_clusters_is_a_type_error():
+    with pytest.raises(TypeError, match="num_clusters must be a static"):
+        jax.jit(lambda k: em.kmeans(KEY, np.zeros((10, 2)), k))(jnp.int32(2))
+
+
+X4 = np.zeros((4, 2), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda: em.assign(X4, np.zeros((2, 3))), ValueError,
+         r"centroids must have shape \(k >= 1, 2\), got \(2, 3\)"),
+        (lambda: em.assign(X4, np.zeros((0, 2))), ValueError, "centroids must have shape"),
+        (lambda: em.assign(X4, np.zeros(2)), ValueError, "centroids must be a 2-D array"),
+        (lambda: em.assign(X4, [[0.0], [1.0, 2.0]]), TypeError, "centroids must be a 2-D array"),
+        (lambda: em.assign(X4, np.zeros((2, 2), np.complex64)), TypeError,
+         "centroids must be a real"),
+        (lambda: em.assign(X4, np.array([[np.nan, 0], [1, 1]])), ValueError,
+         "centroids must be finite"),
+        (lambda: em.assign(X4[:0], np.zeros((2, 2))), ValueError, "x must be non-empty"),
+        (lambda: em.assign(np.zeros(4), np.zeros((2, 2))), ValueError, "x must be a 2-D"),
+        (lambda: em.assign(np.full((4, 2), np.nan), np.zeros((2, 2))), ValueError,
+         "x must be finite"),
+        (lambda: em.assign(X4, np.zeros((2, 2)), block_size=0), ValueError, "block_size"),
+        (lambda: em.kmeans_plusplus(0, X4, 2), TypeError, "key must be a PRNG key"),
+        (lambda: em.kmeans_plusplus(KEY, X4, 5), ValueError, "num_clusters"),
+        (lambda: em.kmeans_plusplus(KEY, X4, 2.0), TypeError, "num_clusters must be an int"),
+        (lambda: em.kmeans_plusplus(KEY, X4, 2, num_trials=0), ValueError, "num_trials"),
+        (lambda: em.kmeans_plusplus(KEY, X4[:0], 1), ValueError, "x must be non-empty"),
+        (lambda: em.kmeans_plusplus(KEY, X4 + np.inf, 2), ValueError, "x must be finite"),
+        (lambda: em.kmeans_plusplus(KEY, X4, 2, weights=np.array([1, np.nan, 1, 1])),
+         ValueError, "weights must be finite"),
+    ],
+)  # fmt: skip
+def test_bad_input_of_assign_and_kmeans_plusplus(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

@@ -1,5 +1,6 @@
 """pLSA by EM: the oracles of techniques.md §1, sparse == dense, recovery, bad input."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,8 +90,7 @@ def test_surrogate_gradient_matches_true_gradient_at_current_point():
 
         g_true = jax.grad(objective, argnums=(0, 1))(theta_n, phi_n)
         g_surr = jax.grad(surrogate, argnums=(0, 1))(theta_n, phi_n)
-        for a, b in zip(g_true, g_surr, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10)
+        chex.assert_trees_all_close(g_true, g_surr, rtol=1e-10, atol=0)
         # and the surrogate (+ constant) majorises S: check at the EM update
         theta_1, phi_1 = naive_em_step(counts, theta_n, phi_n)
         const = jnp.sum(counts[:, :, None] * c * jnp.log(c))
@@ -276,18 +276,13 @@ def test_zero_probabilities_give_no_nan():
 
 def test_jit_equals_eager_and_no_retrace():
     counts = small_counts(seed=27, dtype=jnp.float32)
-    traces = []
 
     def fit_fn(c):
-        traces.append(1)
         return em.plsa(jax.random.key(28), c, 3, num_iters=15, tol=0.0)
 
-    jitted = jax.jit(fit_fn)
-    a, b = jitted(counts), fit_fn(counts)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
-    jitted(counts + 1.0)
-    assert len(traces) == 2  # one trace for jit, one eager call; no retrace
+    jitted = jax.jit(chex.assert_max_traces(fit_fn, n=1))
+    chex.assert_trees_all_close(jitted(counts), fit_fn(counts), rtol=1e-5, atol=1e-7)
+    jitted(counts + 1.0)  # a second trace would raise
 
 
 def test_vmap_equals_loop():
@@ -305,40 +300,80 @@ def test_integer_counts_are_accepted():
     assert fit.p_w_given_z.dtype == jnp.float32
 
 
+KEY = jax.random.key(0)
+N46 = jnp.ones((4, 6))
+NAN46 = N46.at[1, 2].set(jnp.nan)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"counts": jnp.ones(5)}, ValueError, "counts must be a 2-D"),
         ({"counts": jnp.ones((2, 3, 4))}, ValueError, "counts must be a 2-D"),
+        ({"counts": jnp.ones((0, 6))}, ValueError, "counts must have at least one document"),
         ({"counts": -jnp.ones((4, 6))}, ValueError, "counts must be non-negative"),
+        ({"counts": NAN46}, ValueError, "counts must be finite"),
+        ({"counts": np.full((4, 6), np.inf)}, ValueError, "counts must be finite"),
+        ({"counts": jnp.ones((4, 6), jnp.complex64)}, TypeError, "counts must be real"),
+        ({"counts": np.full((4, 6), "a")}, TypeError, "counts must be numeric"),
         ({"num_topics": 0}, ValueError, "num_topics must be >= 1, got 0"),
         ({"num_topics": 7}, ValueError, "num_topics must be <= the vocabulary size 6, got 7"),
         ({"num_topics": 2.0}, TypeError, "num_topics must be an int"),
+        ({"num_topics": jnp.int32(0)}, ValueError, "num_topics must be >= 1, got 0"),
         ({"num_iters": -1}, ValueError, "num_iters must be >= 0"),
-        ({"tol": -1.0}, ValueError, "tol must be >= 0"),
+        ({"tol": -1.0}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": jnp.array(-1.0)}, ValueError, "tol must be finite and >= 0"),
+        ({"tol": "small"}, TypeError, "tol must be a real scalar, got str"),
+        ({"key": 0}, TypeError, "key must be a PRNG key"),
+        ({"key": None}, TypeError, "key must be a PRNG key"),  # None only with an init
         ({"init": (jnp.ones((2, 5)), jnp.ones((4, 2)))}, ValueError, r"init\[0\].*shape \(2, 6\)"),
         ({"init": (jnp.ones((2, 6)), -jnp.ones((4, 2)))}, ValueError, "non-negative"),
+        ({"init": (jnp.ones((2, 6)).at[0, 0].set(jnp.nan), jnp.ones((4, 2)))}, ValueError,
+         r"init\[0\] \(p_w_given_z\) must be finite"),
         ({"init": jnp.ones((2, 6))}, TypeError, "init must be a pair"),
     ],
-)
+)  # fmt: skip
 def test_bad_input(kwargs, error, match):
-    args = {"counts": jnp.ones((4, 6)), "num_topics": 2} | kwargs
-    counts, num_topics = args.pop("counts"), args.pop("num_topics")
+    args = {"key": jax.random.key(0), "counts": N46, "num_topics": 2} | kwargs
+    key, counts, num_topics = args.pop("key"), args.pop("counts"), args.pop("num_topics")
     with pytest.raises(error, match=match):
-        em.plsa(jax.random.key(0), counts, num_topics, **args)
+        em.plsa(key, counts, num_topics, **args)
 
 
-def test_bad_input_sparse_and_fold_in():
-    negative = sparse.BCOO.fromdense(jnp.array([[1.0, 0.0], [0.0, -2.0]]))
-    with pytest.raises(ValueError, match="counts must be non-negative"):
-        em.plsa(jax.random.key(0), negative, 1)
-    batched = sparse.BCOO.fromdense(jnp.ones((2, 3, 4)), n_batch=1)
-    with pytest.raises(ValueError, match="counts must be a 2-D"):
-        em.plsa(jax.random.key(0), batched, 1)
-    with pytest.raises(ValueError, match=r"p_w_given_z must have shape \(num_topics, 6\)"):
-        em.plsa_fold_in(jax.random.key(0), jnp.ones((4, 6)), jnp.ones((2, 5)))
-    with pytest.raises(ValueError, match=r"p_z_given_d must have shape \(4, 2\)"):
-        em.plsa_log_likelihood(jnp.ones((4, 6)), jnp.ones((4, 3)), jnp.ones((2, 6)))
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: em.plsa(KEY, sparse.BCOO.fromdense(jnp.array([[1.0, 0.0], [0.0, -2.0]])), 1),
+         ValueError, "counts must be non-negative"),
+        (lambda: em.plsa(KEY, sparse.BCOO.fromdense(jnp.ones((2, 3, 4)), n_batch=1), 1),
+         ValueError, "counts must be a 2-D"),
+        (lambda: em.plsa(jax.random.key(0), sparse.BCOO.fromdense(NAN46), 1),
+         ValueError, "counts must be finite"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 5))),
+         ValueError, r"p_w_given_z must have shape \(num_topics, 6\)"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 6)).at[1, 1].set(jnp.inf)),
+         ValueError, "p_w_given_z must be finite"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), NAN46, jnp.ones((2, 6))),
+         ValueError, "counts must be finite"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 6)), num_iters=-1),
+         ValueError, "num_iters must be >= 0"),
+        (lambda: em.plsa_fold_in(1, N46, jnp.ones((2, 6))), TypeError, "key must be a PRNG key"),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((4, 3)), jnp.ones((2, 6))),
+         ValueError, r"p_z_given_d must have shape \(4, 2\)"),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((4, 2)), jnp.ones((2, 5))),
+         ValueError, r"p_w_given_z must have shape \(num_topics, 6\)"),
+        (lambda: em.plsa_log_likelihood(NAN46, jnp.ones((4, 2)), jnp.ones((2, 6))),
+         ValueError, "counts must be finite"),
+        (lambda: em.plsa_log_likelihood(N46, jnp.full((4, 2), jnp.nan), jnp.ones((2, 6))),
+         ValueError, "p_z_given_d must be finite"),
+        (lambda: em.plsa_log_likelihood(-N46, jnp.ones((4, 2)), jnp.ones((2, 6))),
+         ValueError, "counts must be non-negative"),
+    ],
+)  # fmt: skip
+def test_bad_input_sparse_fold_in_and_log_likelihood(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 def test_concrete_inputs_closed_over_inside_jit_are_checked():

@@ -7,6 +7,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent(
     """
+    import chex
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -33,8 +34,7 @@ SCRIPT = textwrap.dedent(
 
         assert len(sharded_counts.sharding.device_set) == 8
         assert not sharded.p_z_given_d.sharding.is_fully_replicated, sharded.p_z_given_d.sharding
-        for a, b in zip(sharded, single):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+        chex.assert_trees_all_close(sharded, single, rtol=1e-9, atol=1e-12)
         assert np.all(np.diff(np.asarray(sharded.log_likelihood_trace)) >= -1e-9)
 
         fold = jax.jit(lambda c, t: em.plsa_fold_in(jax.random.key(2), c, t, num_iters=20))

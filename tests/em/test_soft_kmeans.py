@@ -1,5 +1,6 @@
 """Soft K-Means: the surrogate of the EM derivation, monotonicity, the Lloyd limit."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 
 from gradjax import em
 from gradjax.datasets import make_blobs
+
+KEY = jax.random.key(0)
 
 
 def sq_distances(x, c):
@@ -94,18 +97,50 @@ def test_converges_and_works_under_jit_and_vmap():
         assert int(batched.num_iters[i]) == int(single.num_iters)
 
 
+def test_large_stiffness_on_float32_data_far_apart_stays_finite_and_is_lloyd():
+    """M·d ≈ 1e9 here: ``exp(-M d - logsumexp)`` of unshifted logits loses every digit in
+    float32 (NaN centroids); shifted by each row's minimum it is Lloyd's step."""
+    x, c0 = problem(3, n=200, k=4)
+    x, c0 = np.float32(x * 100), np.float32(c0 * 100)
+    soft = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=1e4, num_iters=10, init=c0, tol=0)
+    assert bool(jnp.all(jnp.isfinite(soft.centroids))) and bool(jnp.isfinite(soft.inertia))
+    c = np.float64(c0)  # Lloyd's 10 steps, written out in float64
+    for _ in range(10):
+        labels = np.argmin(((x[:, None] - c[None]) ** 2).sum(-1), 1)
+        c = np.stack([x[labels == j].mean(0) for j in range(4)])
+    labels = np.argmin(((x[:, None] - c[None]) ** 2).sum(-1), 1)
+    # float32 sums of 200 points of size ~1e3: a few ulps of the centroids
+    chex.assert_trees_all_close(soft.centroids, c, rtol=1e-5, atol=0)
+    np.testing.assert_array_equal(soft.labels, labels)
+
+
+X10 = np.zeros((10, 2), np.float32)
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "error", "name"),
+    ("kwargs", "error", "words"),
     [
-        ({"stiffness": 0.0}, ValueError, "stiffness"),
+        ({"stiffness": 0.0}, ValueError, "stiffness must be finite and > 0"),
         ({"stiffness": -1.0}, ValueError, "stiffness"),
+        ({"stiffness": jnp.array(-1.0)}, ValueError, "stiffness must be finite and > 0"),
+        ({"stiffness": np.float32(0)}, ValueError, "stiffness must be finite and > 0"),
+        ({"stiffness": np.nan}, ValueError, "stiffness must be finite"),
+        ({"stiffness": "1"}, TypeError, "stiffness must be a real scalar, got str"),
+        ({"stiffness": None}, TypeError, "stiffness must be a real scalar"),
+        ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
+        ({"num_iters": jnp.int32(-1)}, ValueError, "num_iters must be >= 0"),
         ({"num_clusters": 20}, ValueError, "num_clusters"),
         ({"init": "nope"}, ValueError, "init"),
+        ({"init": np.full((2, 2), np.nan)}, ValueError, "init must be finite"),
         ({"weights": np.ones(3)}, ValueError, "weights"),
+        ({"weights": np.full(10, np.nan)}, ValueError, "weights must be finite"),
+        ({"key": 0}, TypeError, "key must be a PRNG key"),
+        ({"x": X10[:0]}, ValueError, "x must be non-empty"),
+        ({"x": np.full((10, 2), np.inf)}, ValueError, "x must be finite"),
+        ({"block_size": 0}, ValueError, "block_size"),
     ],
 )
-def test_bad_input_names_the_argument(kwargs, error, name):
-    args = {"num_clusters": 2, "stiffness": 1.0} | kwargs
-    x = np.zeros((10, 2), np.float32)
-    with pytest.raises(error, match=name):
-        em.soft_kmeans(jax.random.key(0), x, args.pop("num_clusters"), **args)
+def test_bad_input_names_the_argument(kwargs, error, words):
+    args = {"key": KEY, "x": X10, "num_clusters": 2, "stiffness": 1.0} | kwargs
+    with pytest.raises(error, match=words):
+        em.soft_kmeans(args.pop("key"), args.pop("x"), args.pop("num_clusters"), **args)
