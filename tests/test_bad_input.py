@@ -493,6 +493,17 @@ EM = [
     ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(0, [np.zeros((4, 2))], 2,
                                                                 progress=False), TypeError, "key"),
     ("em.plsa", lambda: em.plsa(0, COUNTS, 2), TypeError, "key"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(
+        KEY, [np.full((4, 2), np.nan)], 2, progress=False), ValueError, "batches must be finite"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, tol=None), TypeError, "tol"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, init=P2[:2].at[0, 0].set(jnp.nan)), ValueError,
+     "init"),
+    ("em.soft_kmeans", lambda: em.soft_kmeans(KEY, P2, 2, stiffness=jnp.array(-1.0)),
+     ValueError, "stiffness"),
+    ("em.plsa", lambda: em.plsa(KEY, COUNTS, 2, tol=np.float32(-1)), ValueError, "tol"),
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
+        COUNTS.at[0, 0].set(jnp.nan), jnp.full((COUNTS.shape[0], 2), 0.5), TOPICS), ValueError,
+     "counts"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(0, COUNTS, TOPICS), TypeError, "key"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, jnp.zeros((0, 3)), TOPICS), ValueError,
      "counts"),
@@ -577,6 +588,12 @@ ATTRIBUTION = [
         ["a", "b"], [1.0, 2.0], max_opacity=jnp.array(-1.0)), ValueError, "max_opacity"),
     ("attribution.heatmap_overlay", lambda: attribution.heatmap_overlay(
         np.zeros((4, 4)), np.zeros((3, 3))), ValueError, "attributions"),
+    ("attribution.heatmap_overlay", lambda: attribution.heatmap_overlay(
+        np.zeros((4, 4)), np.full((4, 4), np.nan)), ValueError, "attributions must be finite"),
+    ("attribution.render_html", lambda: attribution.render_html("ab", [1.0, 2.0]), TypeError,
+     "tokens must be a sequence"),
+    ("attribution.token_scores", lambda: attribution.token_scores(jnp.ones((0, 2))), ValueError,
+     "attributions must be non-empty"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- datasets, models

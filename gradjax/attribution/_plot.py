@@ -52,6 +52,9 @@ def heatmap_overlay(
         raise ValueError(
             f"attributions must have shape {image.shape[:2]} (+ channels), got {attributions.shape}"
         )
+    for name, value in (("image", image), ("attributions", attributions)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} must be finite, got NaN or Inf entries")
     check_bool("colorbar", colorbar)
     alpha = check_scalar("alpha", alpha, 0.0, high=1.0)
     grey = image.mean(axis=-1) if image.ndim == 3 else image

@@ -62,6 +62,8 @@ def token_scores(
         )
     if not jnp.issubdtype(attributions.dtype, jnp.floating):
         raise TypeError(f"attributions must be floating, got dtype {attributions.dtype}")
+    if attributions.size == 0:
+        raise ValueError(f"attributions must be non-empty, got shape {attributions.shape}")
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.shape != attributions.shape[:-1]:
@@ -162,6 +164,8 @@ def render_html(tokens: Sequence[str], scores: Any, *, max_opacity: float = 0.85
       >>> "rgba(255, 0, 0, 0.850)" in page, "rgba(0, 90, 255, 0.425)" in page, "&lt;b&gt;" in page
       (True, True, True)
     """
+    if isinstance(tokens, str):
+        raise TypeError("tokens must be a sequence of strings (one per score), got one str")
     tokens = list(tokens)
     for token in tokens:
         if not isinstance(token, str):

@@ -146,15 +146,16 @@ def _drive(key, km, batches, num_passes, bar, options) -> MiniBatchKMeansState:
     state, in_flight, ones = None, None, {}
     for _ in range(num_passes):
         for group in _stacks(iter(batches() if callable(batches) else batches)):
-            if state is None:
-                state = km.init(key, group[0])
-                dtype = state.centroids.dtype
-                ratio = jnp.asarray(options.get("reassignment_ratio", 0.01), dtype)
-            xs = np.stack(group).astype(dtype, copy=False)
+            xs = np.stack(group)
             # a finite sum proves every entry finite (the full check only if it is not)
             if not np.isfinite(np.sum(xs)) and not np.all(np.isfinite(xs)):
                 raise ValueError("batches must be finite, got NaN or infinite entries")
-            xs = jax.device_put(xs)  # transfers while the previous stack computes
+            if state is None:
+                state = km.init(key, xs[0])
+                dtype = state.centroids.dtype
+                ratio = jnp.asarray(options.get("reassignment_ratio", 0.01), dtype)
+            # the transfer overlaps the previous stack's computation
+            xs = jax.device_put(xs.astype(dtype, copy=False))
             if xs.shape[:2] not in ones:
                 ones[xs.shape[:2]] = jnp.ones(xs.shape[:2], dtype)
             state = _update_stack(state, xs, ones[xs.shape[:2]], ratio)
