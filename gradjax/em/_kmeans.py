@@ -10,8 +10,8 @@ current centroids, so the inertia never increases. It is the ``M → ∞`` limit
 The package is laid out so that each algorithm and option is an addition:
 ``_inputs`` checks and prepares the data, ``_seeding`` draws the starts,
 ``_sweep`` defines the pass interface (labels and cluster sums of one sweep) that
-``_lloyd``, ``_hamerly`` and ``_yinyang`` implement, ``_iterate`` runs the restarts over any
-of them, and this module only validates and dispatches. The points are processed
+``_lloyd``, ``_hamerly`` and ``_yinyang`` implement, ``_iterate`` runs the restarts
+over any of them, and this module only validates and dispatches. The points are processed
 in row blocks (``_blocks``), so memory holds one ``block × k`` distance block at a
 time, never ``n × k``.
 

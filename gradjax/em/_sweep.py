@@ -5,8 +5,8 @@ each point's nearest centroid. It is an :class:`Algorithm`: a ``sweep`` that
 labels the points and sums them per cluster (a :class:`Sweep`, the M-step's
 sufficient statistics), plus whatever per-point state it keeps between sweeps
 (``aux``: nothing for Lloyd, distance bounds for Hamerly and Yinyang), created by
-``start``
-and updated by ``moved`` once the centroids have moved. The iteration driver
+``start`` from the initial centroids and updated by ``moved`` once the centroids
+have moved. The iteration driver
 (``gradjax.em._iterate``), the final assignment and the mini-batch update only
 talk to this interface.
 """
