@@ -175,7 +175,7 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
          "1.00x"],
         ["floor: one full GEMM x·cᵀ (n×k output)", ms(t_gemm.median), "-", "-", "-", "-", "-"],
     ]  # fmt: skip
-    gflops = 2 * n * k * d / t_gemm.median / 1e9
+    gflop = 2 * n * k * d / 1e9
     return Table(
         name=name,
         title=f"Lloyd K-Means, n={n:,}, d={d}, k={k}, float32, {num_iters} iterations "
@@ -197,8 +197,10 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
             f"{fastest_peer / t_auto.median:.2f}x (target >= 1.5x). "
             f"Labels agree with scikit-learn's on {agree:.2%} of the points (lloyd); "
             f"hamerly's and yinyang's agree with lloyd's on {agree_ham:.2%} and {agree_yy:.2%}.",
-            f"Floor: the full GEMM's {2 * n * k * d / 1e9:.1f} GFLOP ran at {gflops:.0f} GFLOP/s "
-            "here; the blocked GEMM + row min is the least one brute-force E-step costs. "
+            f"Floor: one E-step's distance GEMM is {gflop:.1f} GFLOP; in row blocks (with the row "
+            f"min) it ran at {gflop / t_floor.median:.0f} GFLOP/s here, as one GEMM with its n×k "
+            f"output (memory-bound) at {gflop / t_gemm.median:.0f} GFLOP/s. The blocked GEMM + "
+            "row min is the least one brute-force E-step costs. "
             "The bounds make an iteration cheaper than one such pass once most points are "
             "decided, so a row can fall below 1.00x.",
             "Profile of yinyang (pieces timed as separate jitted functions at the final "
