@@ -157,7 +157,7 @@ def _sweep(xb, wb, x_sq, centroids, labels, bounds):
 
 # Bounds of zero with labels -1 leave every point undecided in the first sweep.
 HAMERLY = Algorithm(
-    start=lambda x_sq: (jnp.zeros_like(x_sq), jnp.zeros_like(x_sq)),
+    start=lambda x_sq, centroids: (jnp.zeros_like(x_sq), jnp.zeros_like(x_sq)),
     sweep=_sweep,
     moved=lambda bounds, labels, old, new: move_bounds(*bounds, labels, old, new),
     vmap_restarts=False,

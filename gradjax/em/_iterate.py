@@ -126,7 +126,7 @@ def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_iters, tol, activ
         shift=jnp.full(num_restarts, jnp.inf, starts.dtype),
         same_labels=jnp.zeros(num_restarts, bool),
         num_iters=jnp.zeros(num_restarts, jnp.int32),
-        aux=jax.vmap(algorithm.start)(jnp.broadcast_to(x_sq, (num_restarts, *x_sq.shape))),
+        aux=jax.vmap(algorithm.start, (None, 0))(x_sq, starts),
     )
     out = scan_loop(
         step,

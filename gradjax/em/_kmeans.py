@@ -10,8 +10,8 @@ current centroids, so the inertia never increases. It is the ``M → ∞`` limit
 The package is laid out so that each algorithm and option is an addition:
 ``_inputs`` checks and prepares the data, ``_seeding`` draws the starts,
 ``_sweep`` defines the pass interface (labels and cluster sums of one sweep) that
-``_lloyd`` and ``_hamerly`` implement, ``_iterate`` runs the restarts over any
-of them, and this module only validates and dispatches. The points are processed
+``_lloyd``, ``_hamerly`` and ``_yinyang`` implement, ``_iterate`` runs the restarts
+over any of them, and this module only validates and dispatches. The points are processed
 in row blocks (``_blocks``), so memory holds one ``block × k`` distance block at a
 time, never ``n × k``.
 
@@ -49,27 +49,33 @@ from ._inputs import (
 from ._iterate import inertia_of, iterate, sweep_restarts
 from ._lloyd import LLOYD
 from ._seeding import initial_centroids
+from ._yinyang import YINYANG
 
-_ALGORITHMS = {"lloyd": LLOYD, "hamerly": HAMERLY}
+_ALGORITHMS = {"lloyd": LLOYD, "hamerly": HAMERLY, "yinyang": YINYANG}
 ALGORITHMS = ("auto", *_ALGORITHMS)
-# "auto" takes Hamerly's bounds from about this many point-centroid pairs on. Measured on
-# 2 shared CPU cores, 20 iterations from the same init: n·k = 8e4 (5000 × 16) hamerly
-# 0.57x lloyd's speed, 1.3e6 (20k × 64) 1.05x, 7.7e6 (60k × 128) 1.11x, 5.1e7
-# (200k × 256) 1.66x (benchmarks/RESULTS.md, kmeans_lloyd).
-_HAMERLY_FROM_PAIRS = 1 << 20
+# "auto" on one CPU device, measured on 2 shared CPU cores, 20 iterations from the same
+# init on blobs (ms / iteration, lloyd / hamerly / yinyang): below ~1e6 point-centroid
+# pairs Lloyd (5000 × 16, k=16: 0.50 / 1.55 / 1.43); from there bounds, Hamerly's single
+# one for k < 128 (20k × 32, k=64: 5.6 / 3.2 / 4.4; 100k × 16, k=64: 26 / 18 / 26) and
+# Yinyang's group bounds from k = 128 on (50k × 32, k=128: 33 / 25 / 25; 120k × 48, k=192
+# and 200k × 64, k=256: benchmarks/RESULTS.md, kmeans_lloyd).
+_BOUNDS_FROM_PAIRS = 1 << 20
+_YINYANG_FROM_CLUSTERS = 128
 
 
 def choose_algorithm(x, num_clusters: int) -> str:
-    """What ``algorithm="auto"`` runs: Hamerly for large ``n·k`` on one CPU device.
+    """What ``algorithm="auto"`` runs: bounds for large ``n·k`` on one CPU device.
 
-    Its gathers of the undecided points cross devices on sharded rows, and it was
+    Hamerly below ``_YINYANG_FROM_CLUSTERS`` centroids, Yinyang from there on. Their
+    gathers of the undecided points cross devices on sharded rows, and they were
     measured on CPU only, so sharded inputs and other backends get Lloyd.
     """
     sharding = getattr(x, "sharding", None) if is_concrete(x) else None
     one_device = sharding is None or len(sharding.device_set) == 1
     cpu = jax.default_backend() == "cpu"
-    large = x.shape[0] * num_clusters >= _HAMERLY_FROM_PAIRS
-    return "hamerly" if large and one_device and cpu else "lloyd"
+    if x.shape[0] * num_clusters < _BOUNDS_FROM_PAIRS or not (one_device and cpu):
+        return "lloyd"
+    return "yinyang" if num_clusters >= _YINYANG_FROM_CLUSTERS else "hamerly"
 
 
 class KMeansResult(NamedTuple):
@@ -143,10 +149,11 @@ def kmeans(
         as that many copies of the point.
       block_size: rows per distance block; default about 2²⁰ / k.
       algorithm: every choice gives Lloyd's iterates. "auto" (the default) takes
-        "hamerly" from about 10⁶ point-centroid pairs (``n·k``) on a single CPU
-        device, "lloyd" otherwise (small data, sharded rows, other backends);
-        inside the caller's ``jit`` it sees only the shape, so pass "lloyd" there
-        for sharded rows.
+        distance bounds from about 10⁶ point-centroid pairs (``n·k``) on a single
+        CPU device, "hamerly" for ``k < 128`` and "yinyang" from there on, and
+        "lloyd" otherwise (small data, sharded rows, other backends); inside the
+        caller's ``jit`` it sees only the shape, so pass "lloyd" there for sharded
+        rows.
         "lloyd" computes every point-centroid distance in every E-step.
         "hamerly" keeps two distance bounds per point (Hamerly 2010) and
         searches only the points whose label they leave open: the same iterates
@@ -155,6 +162,14 @@ def kmeans(
         small data, whose restarts it runs one after another (RESULTS.md).
         It gathers the undecided points, so it runs on sharded rows but moves
         them between devices: there, use "lloyd".
+        "yinyang" (Ding et al. 2015) splits the centroids once into ``t ≈ k/10``
+        groups and keeps per point an upper bound ``u_i`` and one lower bound
+        ``l_ig`` per group; after a move, ``u_i += ‖Δc_{a_i}‖`` and ``l_ig -=
+        max_{j ∈ G_g} ‖Δc_j‖``, and a point with ``‖x_i - c_{a_i}‖ ≤ min_g l_ig``
+        keeps its label. A group's bound drops by its own largest move only, so
+        fewer points are searched than with Hamerly's one bound when some
+        centroids move far; it pays off for many clusters (``k ≳ 128``), at
+        ``t`` floats of memory per point. Same caveats as "hamerly".
       metric: "euclidean", or "cosine" for spherical K-Means (Dhillon & Modha
         2001): the points (and an array ``init``) are scaled to unit norm, each is
         assigned to the centroid of largest cosine, and each centroid is the
@@ -174,7 +189,9 @@ def kmeans(
     References:
       Lloyd (1982); Arthur & Vassilvitskii (2007); I. Dhillon & D. Modha, "Concept
       decompositions for large sparse text data using clustering", Machine
-      Learning (2001).
+      Learning (2001); G. Hamerly, "Making k-means even faster", SDM (2010);
+      Y. Ding et al., "Yinyang K-Means: a drop-in replacement of the classic
+      K-Means with consistent speedup", ICML (2015).
     """
     key = check_key("key", key)
     x = as_points(x)

@@ -20,7 +20,7 @@ def lloyd_sweep(xb, wb, centroids) -> Sweep:
 
 
 LLOYD = Algorithm(
-    start=lambda x_sq: (),
+    start=lambda x_sq, centroids: (),
     sweep=lambda xb, wb, x_sq, centroids, labels, aux: (lloyd_sweep(xb, wb, centroids), ()),
     moved=lambda aux, labels, old, new: (),
 )

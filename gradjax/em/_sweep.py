@@ -4,8 +4,9 @@ An algorithm that gives Lloyd's iterates differs from Lloyd only in how it finds
 each point's nearest centroid. It is an :class:`Algorithm`: a ``sweep`` that
 labels the points and sums them per cluster (a :class:`Sweep`, the M-step's
 sufficient statistics), plus whatever per-point state it keeps between sweeps
-(``aux``: nothing for Lloyd, distance bounds for Hamerly), created by ``start``
-and updated by ``moved`` once the centroids have moved. The iteration driver
+(``aux``: nothing for Lloyd, distance bounds for Hamerly and Yinyang), created by
+``start`` from the initial centroids and updated by ``moved`` once the centroids
+have moved. The iteration driver
 (``gradjax.em._iterate``), the final assignment and the mini-batch update only
 talk to this interface.
 """
@@ -41,7 +42,8 @@ class Algorithm(NamedTuple):
     """An E-step strategy that gives Lloyd's labels (see the module docstring).
 
     Attributes:
-      start: ``x_sq -> aux`` for a fresh start (``x_sq`` the blocked ``‖x_i‖²``).
+      start: ``(x_sq, centroids) -> aux`` for a fresh start from ``centroids``
+        (``x_sq`` the blocked ``‖x_i‖²``).
       sweep: ``(xb, wb, x_sq, centroids, labels, aux) -> (Sweep, aux)``; ``labels``
         are the previous sweep's (-1 before the first), for one set of centroids.
       moved: ``(aux, labels, old, new) -> aux`` after the centroids move.
@@ -49,7 +51,7 @@ class Algorithm(NamedTuple):
         (False: ``vmap`` would turn a data-dependent ``cond`` into both branches).
     """
 
-    start: Callable[[jax.Array], Aux]
+    start: Callable[[jax.Array, jax.Array], Aux]
     sweep: Callable[..., tuple[Sweep, Aux]]
     moved: Callable[..., Aux]
     vmap_restarts: bool = True

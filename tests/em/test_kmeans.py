@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
-from gradjax.em import _hamerly, _kmeans
+from gradjax.em import _hamerly, _kmeans, _yinyang
 
 KEY = jax.random.key(0)
 
@@ -107,7 +107,7 @@ def test_hamerly_and_auto_give_lloyds_iterates_with_either_search(
         fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init=init, num_iters=15,
                                 tol=0.0, block_size=150)  # fmt: skip
         lloyd, hamerly = fit(algorithm="lloyd"), fit(algorithm="hamerly")
-        monkeypatch.setattr(_kmeans, "_HAMERLY_FROM_PAIRS", 0)  # "auto" takes hamerly here
+        monkeypatch.setattr(_kmeans, "_BOUNDS_FROM_PAIRS", 0)  # "auto" takes hamerly (k < 128)
         auto = fit()
         for out in (hamerly, auto):
             np.testing.assert_allclose(out.centroids, lloyd.centroids, rtol=0, atol=1e-10)
@@ -116,10 +116,11 @@ def test_hamerly_and_auto_give_lloyds_iterates_with_either_search(
             np.testing.assert_allclose(out.inertia, lloyd.inertia, rtol=1e-10)
 
 
-def test_auto_takes_hamerly_for_many_point_centroid_pairs_only():
+def test_auto_takes_bounds_for_many_point_centroid_pairs_only():
     assert _kmeans.choose_algorithm(np.empty((1797, 64)), 10) == "lloyd"  # digits
-    expected = "hamerly" if jax.default_backend() == "cpu" else "lloyd"
-    assert _kmeans.choose_algorithm(np.empty((200_000, 64)), 256) == expected
+    cpu = jax.default_backend() == "cpu"
+    assert _kmeans.choose_algorithm(np.empty((100_000, 16)), 64) == ("hamerly" if cpu else "lloyd")
+    assert _kmeans.choose_algorithm(np.empty((200_000, 64)), 256) == ("yinyang" if cpu else "lloyd")
 
 
 def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
@@ -147,6 +148,84 @@ def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
         np.testing.assert_array_equal(labels[:32], stale[:32])
         np.testing.assert_allclose(np.asarray(d2)[0], dist[np.arange(64), labels] ** 2, rtol=1e-10)
         np.testing.assert_array_equal(counts, np.bincount(labels, minlength=5))
+
+
+# ----------------------------------------------------------------------------- Yinyang
+
+
+def test_yinyang_gives_lloyds_iterates_with_weights_and_restarts():
+    """Blobs in float64, 70 clusters in 7 groups of 10, 150 rows per block, 2 restarts
+    from random starts (the same keys, so the same starts): the first sweeps search
+    every point, the later ones gather the open points in chunks."""
+    x, _ = make_blobs(1003, 70, 5, cluster_std=2.0, seed=3)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(x))
+    with jax.enable_x64(True):
+        x64 = np.asarray(x, np.float64)
+        fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init="random", n_init=2,
+                                num_iters=15, tol=0.0, block_size=150, weights=weights)  # fmt: skip
+        lloyd, yinyang = fit(algorithm="lloyd"), fit(algorithm="yinyang")
+        np.testing.assert_allclose(yinyang.centroids, lloyd.centroids, rtol=0, atol=1e-10)
+        np.testing.assert_array_equal(yinyang.labels, lloyd.labels)
+        np.testing.assert_allclose(yinyang.inertia_trace, lloyd.inertia_trace, rtol=1e-10)
+        np.testing.assert_allclose(yinyang.inertia, lloyd.inertia, rtol=1e-10)
+
+
+def test_groups_are_equal_runs_of_all_centroids():
+    c = jax.random.normal(jax.random.key(0), (70, 3))
+    order, group_of = jax.jit(_yinyang.group_centroids)(c)
+    t, g = _yinyang.group_shape(70)
+    assert (t, g) == (7, 10)
+    np.testing.assert_array_equal(np.sort(np.asarray(order)), np.arange(70))
+    np.testing.assert_array_equal(np.asarray(group_of)[np.asarray(order)], np.arange(70) // 10)
+    assert _yinyang.group_shape(256) == (26, 10)  # 260 columns, the last group of 6
+    assert _yinyang.group_shape(4) == (1, 4)
+
+
+def test_yinyang_bounds_skip_only_what_they_may():
+    """Exact bounds moved by the true centroid shifts: a centroid moved onto a point of
+    another cluster takes it (its group's bound drops, so the point is searched); a
+    point whose (wrong) bounds claim it is decided keeps its label."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    c = rng.normal(size=(25, 3))  # 2 groups of 13 (one padding column)
+    with jax.enable_x64(True):
+        xb, wb = jnp.asarray(x[None]), jnp.ones((1, 64))
+        x_sq = jnp.sum(xb * xb, -1)
+        order, group_of = _yinyang.group_centroids(jnp.asarray(c))
+        first, lower = jax.jit(_yinyang.search_all)(xb, wb, x_sq, jnp.asarray(c), order)
+        brute = ((x[:, None] - c[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(first.labels[0], brute.argmin(1))
+        assert _yinyang.group_shape(25) == (2, 13)
+        for grp in range(2):  # exact group bounds: nearest member other than the label
+            members = np.asarray(group_of) == grp
+            masked = np.where(members[None] & (np.arange(25) != brute.argmin(1)[:, None]),
+                              brute, np.inf)  # fmt: skip
+            np.testing.assert_allclose(lower[0, grp], np.sqrt(masked.min(1)), rtol=1e-10)
+        target = int(np.flatnonzero(brute.argmin(1) != 0)[0])
+        new_c = c.copy()
+        new_c[0] = x[target] + 1e-3  # centroid 0 jumps next to a point it did not own
+        upper, lower = _yinyang.move_bounds(
+            jnp.sqrt(first.sq_distances), lower, first.labels, group_of, jnp.asarray(c),
+            jnp.asarray(new_c),
+        )  # fmt: skip
+        args = (xb, wb, x_sq, jnp.asarray(new_c), first.labels, upper, lower, order)
+        yinyang_pass = jax.jit(_yinyang.yinyang_pass)
+        sweep, _ = yinyang_pass(*args)
+        brute = ((x[:, None] - new_c[None]) ** 2).sum(-1)
+        assert int(sweep.labels[0, target]) == 0
+        np.testing.assert_array_equal(sweep.labels[0], brute.argmin(1))
+        np.testing.assert_allclose(sweep.sq_distances[0], brute.min(1), rtol=1e-10)
+        np.testing.assert_allclose(sweep.counts, np.bincount(brute.argmin(1), minlength=25))
+        np.testing.assert_allclose(
+            sweep.sums, jax.ops.segment_sum(x, brute.argmin(1), 25), rtol=1e-10, atol=1e-12
+        )
+        # bounds that (wrongly) decide every point keep the stale labels: no search ran
+        stale = (first.labels + 1) % 25
+        sweep, _ = yinyang_pass(
+            xb, wb, x_sq, jnp.asarray(new_c), stale, jnp.zeros_like(upper),
+            jnp.full_like(lower, 1e9), order,
+        )  # fmt: skip
+        np.testing.assert_array_equal(sweep.labels, stale)
 
 
 def test_hamerly_restarts_and_vmap_equal_lloyd():
