@@ -10,17 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _nets import small_net, torch_twin
 
 from gradjax import attribution
 from gradjax.attribution import integrated_gradients, quadrature, render_html, token_scores
 
 METHODS = attribution.METHODS
-
-
-def small_net(params, x):
-    """A smooth two-layer network with a scalar output."""
-    w1, b1, w2 = params
-    return jnp.tanh(x @ w1 + b1) @ w2
 
 
 def net_params(d=5, h=7, dtype=jnp.float64):
@@ -285,18 +280,6 @@ CAPTUM_METHODS = {
     "midpoint": "riemann_middle",
     "gauss_legendre": "gausslegendre",
 }
-
-
-def torch_twin(params):
-    """The same network as ``small_net`` in PyTorch (float64), identical weights."""
-    torch = pytest.importorskip("torch")
-    w1, b1, w2 = (torch.from_numpy(np.array(p)) for p in params)
-
-    class Net(torch.nn.Module):
-        def forward(self, x):
-            return (torch.tanh(x @ w1 + b1) @ w2)[:, None]
-
-    return torch, Net()
 
 
 def test_agrees_with_captum():

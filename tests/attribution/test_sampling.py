@@ -4,15 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _nets import small_net, torch_twin
 
 from gradjax.attribution import expected_gradients, smooth_grad
 
 KEY = jax.random.key(3)
-
-
-def small_net(params, x):
-    w1, b1, w2 = params
-    return jnp.tanh(x @ w1 + b1) @ w2
 
 
 RNG = np.random.default_rng(0)
@@ -142,17 +138,6 @@ def test_smooth_grad_vmap_over_inputs_and_pytrees():
 
 
 # ----------------------------------------------------------------------------- Captum
-
-
-def torch_twin(params):
-    torch = pytest.importorskip("torch")
-    w1, b1, w2 = (torch.from_numpy(np.array(p)) for p in params)
-
-    class Net(torch.nn.Module):
-        def forward(self, x):
-            return (torch.tanh(x @ w1 + b1) @ w2)[:, None]
-
-    return torch, Net()
 
 
 def test_smooth_grad_agrees_with_captum_noise_tunnel_on_the_same_draws(monkeypatch):
