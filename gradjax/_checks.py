@@ -17,6 +17,16 @@ def is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
+def all_finite(*trees: PyTree) -> jax.Array:
+    """Whether every entry of every leaf is finite, as a (traced) bool scalar: the rule
+    behind the result flags (``converged``, ``finite``) when data are traced. ``None``
+    arguments have no leaves and count as finite."""
+    leaves = jax.tree.leaves(trees)
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
 def concrete_any(value: Any, predicate: Callable[[jax.Array], jax.Array]) -> bool:
     """``any(predicate(value))`` evaluated now; False for a traced value (left to the result).
 

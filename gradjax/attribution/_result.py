@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradjax._checks import all_finite
+
 PyTree = Any
 
 
@@ -34,8 +36,6 @@ def tree_total(tree: PyTree) -> jax.Array:
 
 def with_gap(attributions, f_x, f_baseline, evaluations) -> IntegratedGradientsResult:
     """The result of attributions whose sum should be ``f_x - f_baseline``."""
-    finite = jnp.isfinite(f_x) & jnp.isfinite(f_baseline)
-    for leaf in jax.tree.leaves(attributions):
-        finite = finite & jnp.all(jnp.isfinite(leaf))
+    finite = all_finite(f_x, f_baseline, attributions)
     gap = tree_total(attributions) - (f_x - f_baseline)
     return IntegratedGradientsResult(attributions, gap, finite, jnp.asarray(evaluations, jnp.int32))

@@ -116,16 +116,6 @@ def unit_rows(x: jax.Array) -> jax.Array:
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
 
-def all_finite(*arrays: jax.Array | None) -> jax.Array:
-    """Whether every entry of the (traced) arrays is finite: the fits' ``converged``
-    is false otherwise, even when the stopping rule fired on NaN iterates."""
-    finite = jnp.ones((), bool)
-    for a in arrays:
-        if a is not None:
-            finite = finite & jnp.all(jnp.isfinite(a))
-    return finite
-
-
 def scaled_tolerance(x, tol):
     """``tol`` times the mean per-feature variance of ``x`` (scikit-learn's scaling)."""
     return tol * jnp.mean(jnp.var(x, axis=0))

@@ -30,13 +30,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_choice, check_int, check_key, check_scalar, is_concrete
+from gradjax._checks import (
+    all_finite,
+    check_choice,
+    check_int,
+    check_key,
+    check_scalar,
+    is_concrete,
+)
 
 from ._blocks import block_size_for, from_blocks, to_blocks
 from ._hamerly import HAMERLY
 from ._inputs import (
     METRICS,
-    all_finite,
     as_points,
     as_weights,
     check_block_size,

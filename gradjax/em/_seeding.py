@@ -16,9 +16,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_int, check_key
+from gradjax._checks import all_finite, check_int, check_key
 
-from ._inputs import all_finite, as_points, as_weights, check_num_clusters
+from ._inputs import as_points, as_weights, check_num_clusters
 
 
 @functools.partial(jax.jit, static_argnames=("num_clusters", "num_trials"))

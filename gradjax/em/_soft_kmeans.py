@@ -26,13 +26,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradjax._checks import check_int, check_key, check_scalar
+from gradjax._checks import all_finite, check_int, check_key, check_scalar
 from gradjax._loop import scan_loop
 
 from ._assign import nearest
 from ._blocks import block_size_for, from_blocks, partial_sq_distances, to_blocks
 from ._inputs import (
-    all_finite,
     as_points,
     as_weights,
     check_block_size,

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradjax._checks import all_finite
 from gradjax._loop import bounded_while, branch, tree_select
-from gradjax.newton._model import LocalModel, Point, all_finite
+from gradjax.newton._model import LocalModel, Point
 
 PyTree = Any
 

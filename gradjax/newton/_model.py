@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradjax._checks import all_finite
 from gradjax._loop import branch
 
 PyTree = Any
@@ -55,12 +56,6 @@ class LocalModel(NamedTuple):
     evaluate: Callable[[PyTree, jax.Array], Point]
     value: Callable[[PyTree], jax.Array]
     step: Callable[[Point, jax.Array], tuple[PyTree, PyTree, jax.Array]]
-
-
-def all_finite(tree: PyTree) -> jax.Array:
-    """True when every entry of every leaf is finite."""
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 class DenseCurvature(NamedTuple):
