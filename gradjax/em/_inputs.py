@@ -47,8 +47,9 @@ def as_points(x: Any, name: str = "x") -> jax.Array:
         raise ValueError(
             f"{name} must be non-empty (at least one point and one feature), got shape {x.shape}"
         )
-    check_finite_tree(name, x)
-    return jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
+    x = jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
+    check_finite_tree(name, x)  # on the device copy: host data are transferred once
+    return x
 
 
 def as_centroids(name: str, value: Any, d: int, dtype: Any, k: int | None = None) -> jax.Array:
@@ -59,8 +60,9 @@ def as_centroids(name: str, value: Any, d: int, dtype: Any, k: int | None = None
         raise ValueError(
             f"{name} must have shape ({'k >= 1' if k is None else k}, {d}), got {value.shape}"
         )
+    value = jnp.asarray(value, dtype)
     check_finite_tree(name, value)
-    return jnp.asarray(value, dtype)
+    return value
 
 
 def check_num_clusters(num_clusters: Any, n: int) -> int:
