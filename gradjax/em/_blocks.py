@@ -69,6 +69,11 @@ def cluster_sums(xb, wb, num_clusters, label_block, *per_block):
     return sums, counts, labels, outputs
 
 
+def per_cluster(values, labels, wb, num_clusters):
+    """``Σ_{i: label_i = j} w_i values_i`` (num_clusters,), over blocked points."""
+    return jax.ops.segment_sum((wb * values).reshape(-1), labels.reshape(-1), num_clusters)
+
+
 def partial_sq_distances(xb: jax.Array, centroids: jax.Array, c_sq: jax.Array) -> jax.Array:
     """``‖c_j‖² - 2 x_i·c_j`` for a block: the squared distance without ``‖x_i‖²``."""
     xc = jnp.dot(xb, centroids.T, precision=jax.lax.Precision.DEFAULT)

@@ -42,9 +42,22 @@ def sweep_restarts(algorithm: Algorithm, xb, wb, x_sq, centroids, labels, aux):
     return jax.lax.map(lambda args: one(*args), (centroids, labels, aux))
 
 
-def inertia_of(sweep: Sweep, wb, metric: str) -> jax.Array:
+def inertia_of(sweep: Sweep, metric: str) -> jax.Array:
     """``Σ w ‖x - c_a‖²``, or ``Σ w (1 - cos)`` (half of it, on unit vectors)."""
-    inertia = jnp.sum(wb * sweep.sq_distances, axis=(-2, -1))
+    inertia = jnp.sum(sweep.cluster_inertia, axis=-1)
+    return 0.5 * inertia if metric == "cosine" else inertia
+
+
+def exact_inertia(xb, wb, centroids, labels, metric: str) -> jax.Array:
+    """:func:`inertia_of` computed afresh from the points, one block at a time (one
+    restart): the returned inertia does not depend on how a sweep accumulated it, so
+    restarts that reach the same partition compare equal under every algorithm."""
+
+    def block(args):
+        x_blk, w_blk, label = args
+        return jnp.sum(w_blk * jnp.sum((x_blk - centroids[label]) ** 2, axis=-1))
+
+    inertia = jnp.sum(jax.lax.map(block, (xb, wb, labels)))
     return 0.5 * inertia if metric == "cosine" else inertia
 
 
@@ -58,21 +71,23 @@ def centroids_from(sums, counts, old, metric: str):
     return jnp.where(empty, old, sums / jnp.where(empty, 1, counts[..., None]))
 
 
-def relocate_empty(sums, counts, xb, wb, labels, dist):
+def relocate_empty(sums, counts, xb, wb, labels, centroids):
     """Empty clusters take the points farthest from their centroids (as scikit-learn).
 
-    The r-th empty cluster gets the r-th farthest positive-weight point, which
-    leaves its old cluster's statistics (one restart).
+    The r-th empty cluster gets the r-th farthest positive-weight point (by
+    ``‖x_i - c_{a_i}‖²`` to the ``centroids`` of the sweep), which leaves its old
+    cluster's statistics (one restart).
     """
     k, d = sums.shape
-    x_flat, w_flat = xb.reshape(-1, d), wb.reshape(-1)
-    score = jnp.where(w_flat > 0, dist.reshape(-1), -1)
+    x_flat, w_flat, labels_flat = xb.reshape(-1, d), wb.reshape(-1), labels.reshape(-1)
+    dist = jnp.sum((x_flat - centroids[labels_flat]) ** 2, axis=1)
+    score = jnp.where(w_flat > 0, dist, -1)
     _, far = jax.lax.top_k(score, k)
     empty = counts <= 0
     point = far[jnp.clip(jnp.cumsum(empty) - 1, 0, k - 1)]  # (k,): the point each would take
     moved_w = jnp.where(empty, w_flat[point], 0)
     moved_x = x_flat[point] * moved_w[:, None]
-    old = labels.reshape(-1)[point]
+    old = labels_flat[point]
     sums = sums - jax.ops.segment_sum(moved_x, old, k)
     counts = counts - jax.ops.segment_sum(moved_w, old, k)
     sums = jnp.where(empty[:, None], moved_x, sums)
@@ -99,13 +114,13 @@ def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_iters, tol, activ
             jnp.any(sweep.counts <= 0),
             jax.vmap(relocate_empty, (0, 0, None, None, 0, 0)),
             lambda s, c, *_: (s, c),
-            *(sweep.sums, sweep.counts, xb, wb, sweep.labels, sweep.sq_distances),
+            *(sweep.sums, sweep.counts, xb, wb, sweep.labels, state.centroids),
         )
         new = centroids_from(sums, counts, state.centroids, metric)
         stepped = IterState(
             centroids=new,
             labels=sweep.labels,
-            inertia=inertia_of(sweep, wb, metric),
+            inertia=inertia_of(sweep, metric),
             shift=jnp.sum((new - state.centroids) ** 2, axis=(1, 2)),
             same_labels=jnp.all(sweep.labels == state.labels, axis=(1, 2)),
             num_iters=state.num_iters + 1,

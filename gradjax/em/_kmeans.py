@@ -52,36 +52,34 @@ from ._inputs import (
     scaled_tolerance,
     unit_rows,
 )
-from ._iterate import inertia_of, iterate, sweep_restarts
+from ._iterate import exact_inertia, iterate, sweep_restarts
 from ._lloyd import LLOYD
 from ._seeding import initial_centroids
 from ._yinyang import YINYANG
 
 _ALGORITHMS = {"lloyd": LLOYD, "hamerly": HAMERLY, "yinyang": YINYANG}
 ALGORITHMS = ("auto", *_ALGORITHMS)
-# "auto" on one CPU device, measured on 2 shared CPU cores, 20 iterations from the same
-# init on blobs (ms / iteration, lloyd / hamerly / yinyang): below ~1e6 point-centroid
-# pairs Lloyd (5000 × 16, k=16: 0.50 / 1.55 / 1.43); from there bounds, Hamerly's single
-# one for k < 128 (20k × 32, k=64: 5.6 / 3.2 / 4.4; 100k × 16, k=64: 26 / 18 / 26) and
-# Yinyang's group bounds from k = 128 on (50k × 32, k=128: 33 / 25 / 25; 120k × 48, k=192
-# and 200k × 64, k=256: benchmarks/RESULTS.md, kmeans_lloyd).
+# "auto" on one CPU device, measured on 2 CPU cores, 20 iterations from the same init on
+# blobs: below ~1e6 point-centroid pairs Lloyd (5000 × 16, k=16, ms / iteration, lloyd /
+# hamerly / yinyang: 0.50 / 1.55 / 1.43); from there Hamerly's bounds, which gather only
+# the undecided points and move the cluster statistics with the centroids (120k × 48,
+# k=192 and 200k × 64, k=256: benchmarks/RESULTS.md, kmeans_lloyd).
 _BOUNDS_FROM_PAIRS = 1 << 20
-_YINYANG_FROM_CLUSTERS = 128
 
 
 def choose_algorithm(x, num_clusters: int) -> str:
-    """What ``algorithm="auto"`` runs: bounds for large ``n·k`` on one CPU device.
+    """What ``algorithm="auto"`` runs: Hamerly's bounds for large ``n·k`` on one CPU
+    device, Lloyd otherwise.
 
-    Hamerly below ``_YINYANG_FROM_CLUSTERS`` centroids, Yinyang from there on. Their
-    gathers of the undecided points cross devices on sharded rows, and they were
-    measured on CPU only, so sharded inputs and other backends get Lloyd.
+    The bounds' gathers of the undecided points cross devices on sharded rows, and
+    they were measured on CPU only, so sharded inputs and other backends get Lloyd.
     """
     sharding = getattr(x, "sharding", None) if is_concrete(x) else None
     one_device = sharding is None or len(sharding.device_set) == 1
     cpu = jax.default_backend() == "cpu"
     if x.shape[0] * num_clusters < _BOUNDS_FROM_PAIRS or not (one_device and cpu):
         return "lloyd"
-    return "yinyang" if num_clusters >= _YINYANG_FROM_CLUSTERS else "hamerly"
+    return "hamerly"
 
 
 class KMeansResult(NamedTuple):
@@ -155,16 +153,17 @@ def kmeans(
         as that many copies of the point.
       block_size: rows per distance block; default about 2²⁰ / k.
       algorithm: every choice gives Lloyd's iterates. "auto" (the default) takes
-        distance bounds from about 10⁶ point-centroid pairs (``n·k``) on a single
-        CPU device, "hamerly" for ``k < 128`` and "yinyang" from there on, and
-        "lloyd" otherwise (small data, sharded rows, other backends); inside the
-        caller's ``jit`` it sees only the shape, so pass "lloyd" there for sharded
-        rows.
+        "hamerly" from about 10⁶ point-centroid pairs (``n·k``) on a single CPU
+        device, and "lloyd" otherwise (small data, sharded rows, other backends);
+        inside the caller's ``jit`` it sees only the shape, so pass "lloyd" there
+        for sharded rows.
         "lloyd" computes every point-centroid distance in every E-step.
         "hamerly" keeps two distance bounds per point (Hamerly 2010) and
-        searches only the points whose label they leave open: the same iterates
-        (up to ties within float rounding) with far fewer distance GEMMs once
-        the first iterations are past. It pays off for large ``n·k``, not for
+        searches only the points whose label they leave open, keeping the
+        cluster sums up to date by the points that change cluster: the same
+        iterates up to float rounding (a sum accumulated in another order can
+        resolve a near-tie the other way later on), with far fewer distance
+        GEMMs once the first iterations are past. It pays off for large ``n·k``, not for
         small data, whose restarts it runs one after another (RESULTS.md).
         It gathers the undecided points, so it runs on sharded rows but moves
         them between devices: there, use "lloyd".
@@ -174,8 +173,10 @@ def kmeans(
         max_{j ∈ G_g} ‖Δc_j‖``, and a point with ``‖x_i - c_{a_i}‖ ≤ min_g l_ig``
         keeps its label. A group's bound drops by its own largest move only, so
         fewer points are searched than with Hamerly's one bound when some
-        centroids move far; it pays off for many clusters (``k ≳ 128``), at
-        ``t`` floats of memory per point. Same caveats as "hamerly".
+        centroids move far, but each sweep passes over every point to tighten
+        ``u_i`` and sum the clusters, at ``t`` floats of memory per point: on the
+        benchmark shapes it is slower than "hamerly" (RESULTS.md). Same caveats
+        as "hamerly".
       metric: "euclidean", or "cosine" for spherical K-Means (Dhillon & Modha
         2001): the points (and an array ``init``) are scaled to unit norm, each is
         assigned to the centroid of largest cosine, and each centroid is the
@@ -264,7 +265,9 @@ def _kmeans(
     algorithm = _ALGORITHMS[algorithm]
     x, init_centroids, shift = prepare(x, init_centroids, metric)
     xb, wb = to_blocks(x, block_size), to_blocks(w, block_size)
-    x_sq = jnp.sum(xb * xb, axis=-1)
+    # ‖x‖² on the rows before blocking: over the blocked (transposed) layout XLA's CPU
+    # reduction ran 10x slower (24-34 ms against 2.4 ms at 120k × 48)
+    x_sq = to_blocks(jnp.sum(x * x, axis=1), block_size)
 
     keys = key[None] if n_init == 1 else jax.random.split(key, n_init)
     starts = jax.vmap(
@@ -276,7 +279,9 @@ def _kmeans(
     )  # fmt: skip
     # the final assignment: the algorithm's state (Hamerly's bounds) carries over
     final, _ = sweep_restarts(algorithm, xb, wb, x_sq, state.centroids, state.labels, state.aux)
-    inertia = inertia_of(final, wb, metric)
+    inertia = jax.vmap(exact_inertia, (None, None, 0, 0, None))(
+        xb, wb, state.centroids, final.labels, metric
+    )
     best = jnp.argmin(inertia)  # the restart of lowest inertia
     finite = all_finite(x, w, init_centroids) & jnp.isfinite(inertia[best])
     return KMeansResult(

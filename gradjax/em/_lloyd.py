@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ._blocks import cluster_sums, min_and_argmin, partial_sq_distances
+from ._blocks import cluster_sums, min_and_argmin, partial_sq_distances, per_cluster
 from ._sweep import Algorithm, Sweep
 
 
@@ -16,7 +16,9 @@ def lloyd_sweep(xb, wb, centroids) -> Sweep:
         _, label = min_and_argmin(partial_sq_distances(x_blk, centroids, c_sq))
         return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
 
-    return Sweep(*cluster_sums(xb, wb, centroids.shape[0], label_block))
+    k = centroids.shape[0]
+    sums, counts, labels, dist = cluster_sums(xb, wb, k, label_block)
+    return Sweep(sums, counts, labels, per_cluster(dist, labels, wb, k))
 
 
 LLOYD = Algorithm(

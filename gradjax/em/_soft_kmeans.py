@@ -153,7 +153,9 @@ def _soft_kmeans(
 ):
     """:func:`soft_kmeans` on validated inputs (jitted, so eager calls compile once)."""
     xb, wb = to_blocks(x, block_size), to_blocks(w, block_size)
-    x_sq = jnp.sum(xb * xb, axis=-1)
+    # ‖x‖² on the rows before blocking: over the blocked (transposed) layout XLA's CPU
+    # reduction ran 10x slower (24-34 ms against 2.4 ms at 120k × 48)
+    x_sq = to_blocks(jnp.sum(x * x, axis=1), block_size)
     tol_scaled = scaled_tolerance(x, tol)
 
     def step(state):

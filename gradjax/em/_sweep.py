@@ -26,13 +26,14 @@ class Sweep(NamedTuple):
       sums: (k, d), ``Σ_{i: a_i = j} w_i x_i``.
       counts: (k,), ``Σ_{i: a_i = j} w_i``.
       labels: (blocks, rows) int32, each point's nearest centroid ``a_i``.
-      sq_distances: (blocks, rows), ``‖x_i - c_{a_i}‖²``.
+      cluster_inertia: (k,), ``Σ_{i: a_i = j} w_i ‖x_i - c_j‖²`` (their sum is the
+        inertia of these centroids).
     """
 
     sums: jax.Array
     counts: jax.Array
     labels: jax.Array
-    sq_distances: jax.Array
+    cluster_inertia: jax.Array
 
 
 Aux = Any

@@ -32,13 +32,24 @@ Reference:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ._blocks import cluster_sums
-from ._hamerly import assigned_statistics
+from ._blocks import cluster_sums, per_cluster
 from ._sweep import Algorithm, Sweep
+
+
+class Stats(NamedTuple):
+    """A :class:`Sweep` with the per-point ``‖x_i - c_{a_i}‖²`` (blocks, rows) that
+    tighten the upper bounds, in place of their per-cluster sums."""
+
+    sums: jax.Array
+    counts: jax.Array
+    labels: jax.Array
+    sq_distances: jax.Array
+
 
 _CENTROIDS_PER_GROUP = 10  # t ≈ k / 10 groups (Ding et al. 2015)
 _GROUPING_STEPS = 5  # Lloyd steps on the initial centroids that form the groups
@@ -124,10 +135,10 @@ def search_all(xb, wb, x_sq, centroids, order):
         return labels, (jnp.sum((x_blk - centroids[labels]) ** 2, axis=1), lower)
 
     sums, counts, labels, (dist, lower) = cluster_sums(xb, wb, k, label_block, x_sq)
-    return Sweep(sums, counts, labels, dist), lower
+    return Stats(sums, counts, labels, dist), lower
 
 
-def search_open(xb, wb, x_sq, centroids, order, stats: Sweep, lower, open_):
+def search_open(xb, wb, x_sq, centroids, order, stats: Stats, lower, open_):
     """The full search for the ``open_`` points only, on top of ``stats`` (the sums,
     labels and exact distances of the previous labels): the corrected statistics and
     the group bounds.
@@ -173,7 +184,7 @@ def search_open(xb, wb, x_sq, centroids, order, stats: Sweep, lower, open_):
 
     init = (stats.sums, stats.counts, stats.labels.reshape(n), stats.sq_distances.reshape(n), lower)
     sums, counts, labels, dist, lower = jax.lax.fori_loop(0, num_chunks, search, init)
-    return Sweep(
+    return Stats(
         sums, counts, labels.reshape(num_blocks, chunk), dist.reshape(num_blocks, chunk)
     ), lower
 
@@ -182,7 +193,7 @@ def yinyang_pass(xb, wb, x_sq, centroids, labels, upper, lower, order):
     """One E-step with group bounds plus the M-step statistics (one restart).
 
     ``upper`` (blocks, rows) and ``lower`` (blocks, t, rows) are the bounds moved
-    to these centroids. Returns the :class:`Sweep` and the new group bounds.
+    to these centroids. Returns the :class:`Stats` and the new group bounds.
     """
     global_lower = jnp.min(lower, axis=1)
 
@@ -192,7 +203,7 @@ def yinyang_pass(xb, wb, x_sq, centroids, labels, upper, lower, order):
     def tightened():
         sums, counts, dist = assigned_statistics(xb, wb, centroids, labels)
         open_ = (labels < 0) | (jnp.sqrt(dist) > global_lower)  # the tight upper bound
-        stats = Sweep(sums, counts, labels, dist)
+        stats = Stats(sums, counts, labels, dist)
         return jax.lax.cond(
             jnp.mean(open_) > _SEARCH_ALL_ABOVE,
             search_all_,
@@ -201,6 +212,16 @@ def yinyang_pass(xb, wb, x_sq, centroids, labels, upper, lower, order):
 
     loose = (labels < 0) | (upper > global_lower)
     return jax.lax.cond(jnp.mean(loose) > _TIGHTEN_BELOW, search_all_, tightened)
+
+
+def assigned_statistics(xb, wb, centroids, labels):
+    """M-step sums (k, d), weights (k,) and each point's exact ``‖x_i - c_{a_i}‖²``."""
+
+    def label_block(x_blk, label):
+        return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
+
+    sums, counts, _, dist = cluster_sums(xb, wb, centroids.shape[0], label_block, labels)
+    return sums, counts, dist
 
 
 def move_bounds(upper, lower, labels, group_of, old, new):
@@ -219,8 +240,10 @@ def _start(x_sq, centroids):
 
 def _sweep(xb, wb, x_sq, centroids, labels, aux):
     upper, lower, order, group_of = aux
-    sweep, lower = yinyang_pass(xb, wb, x_sq, centroids, labels, upper, lower, order)
-    return sweep, (jnp.sqrt(sweep.sq_distances), lower, order, group_of)
+    stats, lower = yinyang_pass(xb, wb, x_sq, centroids, labels, upper, lower, order)
+    inertia = per_cluster(stats.sq_distances, stats.labels, wb, centroids.shape[0])
+    sweep = Sweep(stats.sums, stats.counts, stats.labels, inertia)
+    return sweep, (jnp.sqrt(stats.sq_distances), lower, order, group_of)
 
 
 def _moved(aux, labels, old, new):

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
-from gradjax.em import _hamerly, _kmeans, _yinyang
+from gradjax.em import _hamerly, _kmeans, _sweep, _yinyang
 
 KEY = jax.random.key(0)
 
@@ -107,7 +107,7 @@ def test_hamerly_and_auto_give_lloyds_iterates_with_either_search(
         fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init=init, num_iters=15,
                                 tol=0.0, block_size=150)  # fmt: skip
         lloyd, hamerly = fit(algorithm="lloyd"), fit(algorithm="hamerly")
-        monkeypatch.setattr(_kmeans, "_BOUNDS_FROM_PAIRS", 0)  # "auto" takes hamerly (k < 128)
+        monkeypatch.setattr(_kmeans, "_BOUNDS_FROM_PAIRS", 0)  # "auto" takes hamerly
         auto = fit()
         for out in (hamerly, auto):
             np.testing.assert_allclose(out.centroids, lloyd.centroids, rtol=0, atol=1e-10)
@@ -120,34 +120,63 @@ def test_auto_takes_bounds_for_many_point_centroid_pairs_only():
     assert _kmeans.choose_algorithm(np.empty((1797, 64)), 10) == "lloyd"  # digits
     cpu = jax.default_backend() == "cpu"
     assert _kmeans.choose_algorithm(np.empty((100_000, 16)), 64) == ("hamerly" if cpu else "lloyd")
-    assert _kmeans.choose_algorithm(np.empty((200_000, 64)), 256) == ("yinyang" if cpu else "lloyd")
+    assert _kmeans.choose_algorithm(np.empty((200_000, 64)), 256) == ("hamerly" if cpu else "lloyd")
 
 
 def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
     """With valid bounds the labels are brute force's; a point whose (wrong) bounds claim
-    it is decided keeps its label, so the bounds are really what skips the search."""
+    it is decided keeps its label, so the bounds are really what skips the search. The
+    statistics given for the stale labels come out as those of the new labels."""
     monkeypatch.setattr(_hamerly, "_SEARCH_ALL_ABOVE", 2.0)  # gather even half the points
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 3))
     c = rng.normal(size=(5, 3))
+    w = rng.uniform(0.5, 2.0, 64)
     dist = np.sqrt(((x[:, None] - c[None]) ** 2).sum(-1))
     order = np.argsort(dist, 1)
     nearest, second = order[:, 0], np.take_along_axis(dist, order[:, 1:2], 1)[:, 0]
-    stale = (nearest + 1) % 5  # wrong labels
+    stale = ((nearest + 1) % 5).astype(np.int32)  # wrong labels
+
+    def statistics(labels):
+        sums = np.stack([(w[labels == j, None] * x[labels == j]).sum(0) for j in range(5)])
+        counts = np.bincount(labels, w, minlength=5)
+        inertia = np.bincount(labels, w * dist[np.arange(64), labels] ** 2, minlength=5)
+        return sums, counts, inertia
+
     with jax.enable_x64(True):
-        xb, wb = x[None], np.ones((1, 64))
-        x_sq = (x * x).sum(1)[None]
         decided = np.arange(64) < 32  # the first half: bounds that (wrongly) decide
         upper = np.where(decided, 0.0, dist[np.arange(64), stale] + 1.0)[None]
         lower = np.where(decided, 1e9, 0.0)[None]
-        args = map(jnp.asarray, (xb, wb, x_sq, c, stale[None].astype(np.int32), upper, lower))
-        _, counts, labels, d2, low = _hamerly.hamerly_pass(*args)
-        labels, low = np.asarray(labels)[0], np.asarray(low)[0]
+        sweep = _sweep.Sweep(*statistics(stale)[:2], stale[None], statistics(stale)[2])
+        bounds = jax.tree.map(jnp.asarray, _hamerly.Bounds(upper, lower, sweep, np.zeros(())))
+        args = (x[None], w[None], (x * x).sum(1)[None], c, stale[None])
+        out = _hamerly.hamerly_pass(*map(jnp.asarray, args), bounds)
+        labels, low = np.asarray(out.sweep.labels)[0], np.asarray(out.lower)[0]
         np.testing.assert_array_equal(labels[32:], nearest[32:])
         np.testing.assert_allclose(low[32:], second[32:], rtol=1e-10)
+        np.testing.assert_allclose(out.upper[0, 32:], dist[np.arange(32, 64), nearest[32:]])
         np.testing.assert_array_equal(labels[:32], stale[:32])
-        np.testing.assert_allclose(np.asarray(d2)[0], dist[np.arange(64), labels] ** 2, rtol=1e-10)
-        np.testing.assert_array_equal(counts, np.bincount(labels, minlength=5))
+        for got, want in zip(out.sweep[:2] + out.sweep[3:], statistics(labels), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_moved_statistics_are_those_of_the_moved_centroids():
+    """Σ w‖x - c⁺‖² per cluster follows from the old one, the sums and the weights."""
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(40, 3)), rng.uniform(0.5, 2.0, 40)
+    labels, old = rng.integers(0, 4, 40, dtype=np.int32), rng.normal(size=(4, 3))
+    new = old + rng.normal(size=(4, 3))
+
+    def inertia(c):
+        return np.bincount(labels, w * ((x - c[labels]) ** 2).sum(1), minlength=4)
+
+    sums = np.stack([(w[labels == j, None] * x[labels == j]).sum(0) for j in range(4)])
+    sweep = _sweep.Sweep(sums, np.bincount(labels, w, minlength=4), labels[None], inertia(old))
+    with jax.enable_x64(True):
+        zeros = jnp.zeros((1, 40))
+        bounds = _hamerly.Bounds(zeros, zeros, jax.tree.map(jnp.asarray, sweep), jnp.zeros(()))
+        moved = _hamerly.move_bounds(bounds, jnp.asarray(labels[None]), old, new)
+        np.testing.assert_allclose(moved.sweep.cluster_inertia, inertia(new), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- Yinyang
