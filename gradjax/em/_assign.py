@@ -7,16 +7,16 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._blocks import block_size_for, from_blocks, min_and_argmin, partial_sq_distances, to_blocks
+from ._blocks import block_size_for, centroid_table, from_blocks, nearest, to_blocks
 from ._inputs import as_centroids, as_points, check_block_size
 
 
-def nearest(xb: jax.Array, centroids: jax.Array) -> tuple[jax.Array, jax.Array]:
+def nearest_blocked(xb: jax.Array, centroids: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Blocked nearest centroid: labels and exact squared distances, both (blocks, rows)."""
-    c_sq = jnp.sum(centroids * centroids, axis=1)
+    table = centroid_table(centroids)
 
     def block(x_blk):
-        _, label = min_and_argmin(partial_sq_distances(x_blk, centroids, c_sq))
+        label, _ = nearest(x_blk, table)
         return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
 
     return jax.lax.map(block, xb)
@@ -59,5 +59,5 @@ def assign(
 @functools.partial(jax.jit, static_argnames="block_size")
 def _assign(x, centroids, block_size):
     origin = jnp.mean(centroids, axis=0)  # centred: see _kmeans
-    labels, dist = nearest(to_blocks(x - origin, block_size), centroids - origin)
+    labels, dist = nearest_blocked(to_blocks(x - origin, block_size), centroids - origin)
     return from_blocks(labels, x.shape[0]), from_blocks(dist, x.shape[0])

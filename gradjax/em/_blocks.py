@@ -20,6 +20,7 @@ import jax.numpy as jnp
 # to stay in cache between the GEMM that writes it and the reductions that read it.
 _BLOCK_ENTRIES = 1 << 20
 _MAX_BLOCK_ROWS = 1 << 16
+_COLUMNS = 64  # centroids per step of the running search in `nearest`
 
 
 def block_size_for(n: int, num_clusters: int, block_size: int | None = None) -> int:
@@ -80,27 +81,43 @@ def partial_sq_distances(xb: jax.Array, centroids: jax.Array, c_sq: jax.Array) -
     return c_sq[None, :] - 2 * xc
 
 
-def min_and_argmin(dist: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Row minimum and the first index attaining it (int32).
+def centroid_table(centroids: jax.Array):
+    """The centroids padded to whole steps of ``columns`` rows (at infinite distance),
+    their ``‖c‖²``, and ``columns``."""
+    k = centroids.shape[0]
+    columns = min(_COLUMNS, k)
+    pad = -k % columns
+    c_sq = jnp.pad(jnp.sum(centroids * centroids, axis=1), (0, pad), constant_values=jnp.inf)
+    return jnp.pad(centroids, ((0, pad), (0, 0))), c_sq, columns
 
-    Two plain reductions (a min, then a min over the matching column indices)
-    vectorise far better on CPU than XLA's variadic (value, index) argmin.
+
+def nearest(x_blk, table, second: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Per row of ``x_blk``: the first nearest centroid, and the second smallest
+    ``‖c_j‖² - 2 x·c_j`` if ``second`` (add ``‖x‖²`` for the squared distance;
+    ``inf`` otherwise). ``table`` is :func:`centroid_table`'s.
+
+    The distances are laid out (centroids, rows) and scanned ``columns`` centroids
+    at a time, keeping a running (min, second, argmin) vectorised along the rows;
+    on CPU (120k × 48, k=192, blocks of 2²⁰ distances) the argmin alone took
+    21 ms against 38 ms for a min and a masked min over the (rows, k) layout,
+    and 31 ms in the (k, rows) layout. Strict ``<`` keeps the first index on
+    ties; a row of NaNs gets label 0.
     """
-    best = jnp.min(dist, axis=1)
-    cols = jnp.arange(dist.shape[1], dtype=jnp.int32)
-    label = jnp.min(jnp.where(dist == best[:, None], cols, dist.shape[1] - 1), axis=1)
-    return best, label  # a row of NaNs gets the last index (and a NaN minimum)
+    padded, c_sq, columns = table
+    part = c_sq[:, None] - 2 * jnp.dot(padded, x_blk.T, precision=jax.lax.Precision.DEFAULT)
 
+    def step(i, carry):
+        best, runner_up, label = carry
+        rows = jax.lax.dynamic_slice_in_dim(part, i * columns, columns)
+        for j in range(columns):
+            v = rows[j]
+            if second:
+                runner_up = jnp.minimum(runner_up, jnp.maximum(best, v))
+            label = jnp.where(v < best, i * columns + j, label)
+            best = jnp.minimum(best, v)
+        return best, runner_up, label
 
-def nearest_by_columns(x: jax.Array, centroids: jax.Array) -> jax.Array:
-    """Each row's nearest centroid (first on ties) from the (k, rows) distance layout.
-
-    The reductions then run over the leading axis, vectorised along the rows: on CPU
-    (8192 × 32 points, k=64) labelling took 0.55 ms against 0.85-1.6 ms for the
-    (rows, k) layout of :func:`min_and_argmin`. Memory is ``k × rows``: for one batch.
-    """
-    c_sq = jnp.sum(centroids * centroids, axis=1)
-    part = c_sq[:, None] - 2 * jnp.dot(centroids, x.T, precision=jax.lax.Precision.DEFAULT)
-    best = jnp.min(part, axis=0)
-    rows = jnp.arange(part.shape[0], dtype=jnp.int32)[:, None]
-    return jnp.min(jnp.where(part == best[None, :], rows, part.shape[0] - 1), axis=0)
+    inf = jnp.full(x_blk.shape[0], jnp.inf, part.dtype)
+    init = (inf, inf, jnp.zeros(x_blk.shape[0], jnp.int32))
+    _, runner_up, label = jax.lax.fori_loop(0, part.shape[0] // columns, step, init)
+    return label, runner_up

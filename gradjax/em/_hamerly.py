@@ -31,10 +31,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._blocks import cluster_sums, per_cluster
+from ._blocks import centroid_table, cluster_sums, nearest, per_cluster
 from ._sweep import Algorithm, Sweep
 
-_COLUMNS = 64  # centroids per step of the running search in `nearest_two`
 _SEARCH_ALL_ABOVE = 0.3  # undecided fraction above which every point is searched
 _CHUNK = 2048  # rows per gathered chunk of undecided points
 # A full pass skips the lower bounds (a plain Lloyd pass, ~20% cheaper) while the last
@@ -68,46 +67,6 @@ def half_gaps(centroids: jax.Array) -> jax.Array:
     return 0.5 * jnp.sqrt(jnp.min(sq, axis=1))
 
 
-def centroid_table(centroids: jax.Array):
-    """The centroids padded to whole steps of ``columns`` rows (at infinite distance),
-    their ``‖c‖²``, and ``columns``."""
-    k = centroids.shape[0]
-    columns = min(_COLUMNS, k)
-    pad = -k % columns
-    c_sq = jnp.pad(jnp.sum(centroids * centroids, axis=1), (0, pad), constant_values=jnp.inf)
-    return jnp.pad(centroids, ((0, pad), (0, 0))), c_sq, columns
-
-
-def nearest(x_blk, table, second: bool = True) -> tuple[jax.Array, jax.Array]:
-    """Per row of ``x_blk``: the first nearest centroid, and the second smallest
-    ``‖c_j‖² - 2 x·c_j`` (add ``‖x‖²`` for the squared distance; ``inf`` when
-    ``second`` is False, which skips it).
-
-    The distances are laid out (centroids, rows) and scanned ``columns`` centroids
-    at a time, keeping a running (min, second, argmin) vectorised along the rows;
-    on CPU (120k × 48, k=192) this was 1.5x faster than reductions over the
-    (rows, k) layout. Strict ``<`` keeps the first index on ties.
-    """
-    padded, c_sq, columns = table
-    part = c_sq[:, None] - 2 * jnp.dot(padded, x_blk.T, precision=jax.lax.Precision.DEFAULT)
-
-    def step(i, carry):
-        best, runner_up, label = carry
-        rows = jax.lax.dynamic_slice_in_dim(part, i * columns, columns)
-        for j in range(columns):
-            v = rows[j]
-            if second:
-                runner_up = jnp.minimum(runner_up, jnp.maximum(best, v))
-            label = jnp.where(v < best, i * columns + j, label)
-            best = jnp.minimum(best, v)
-        return best, runner_up, label
-
-    inf = jnp.full(x_blk.shape[0], jnp.inf, part.dtype)
-    init = (inf, inf, jnp.zeros(x_blk.shape[0], jnp.int32))
-    _, runner_up, label = jax.lax.fori_loop(0, part.shape[0] // columns, step, init)
-    return label, runner_up
-
-
 def search_all(xb, wb, x_sq, centroids, previous, lower_bounds: bool = True) -> Bounds:
     """Every point's label, exact ``‖x - c_a‖`` and lower bound (0 without
     ``lower_bounds``), with the statistics; ``previous`` are the labels before."""
@@ -115,7 +74,7 @@ def search_all(xb, wb, x_sq, centroids, previous, lower_bounds: bool = True) -> 
     k = centroids.shape[0]
 
     def label_block(x_blk, xs):
-        label, second = nearest(x_blk, table, lower_bounds)
+        label, second = nearest(x_blk, table, second=lower_bounds)
         exact = jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
         lower = jnp.sqrt(jnp.maximum(second + xs, 0)) if lower_bounds else jnp.zeros_like(xs)
         return label, (exact, lower)
@@ -157,7 +116,7 @@ def search_undecided(xb, wb, x_sq, centroids, bounds: Bounds, undecided) -> Boun
         idx = jax.lax.dynamic_slice(rows, (i * chunk,), (chunk,))
         safe = jnp.minimum(idx, n - 1)
         x_blk = x_flat[safe]
-        new, second = nearest(x_blk, table)
+        new, second = nearest(x_blk, table, second=True)
         old = labels[safe]
         w = jnp.where((idx < n) & (new != old), w_flat[safe], 0)
         to_new, from_old = jnp.where(w > 0, new, k), jnp.where(w > 0, old, k)  # k: dropped

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ._blocks import cluster_sums, min_and_argmin, partial_sq_distances, per_cluster
+from ._blocks import centroid_table, cluster_sums, nearest, per_cluster
 from ._sweep import Algorithm, Sweep
 
 
 def lloyd_sweep(xb, wb, centroids) -> Sweep:
     """Labels by brute force (``‖c‖² - 2x·c`` per block), exact ``‖x - c_a‖²``, sums."""
-    c_sq = jnp.sum(centroids * centroids, axis=1)
+    table = centroid_table(centroids)
 
     def label_block(x_blk):
-        _, label = min_and_argmin(partial_sq_distances(x_blk, centroids, c_sq))
+        label, _ = nearest(x_blk, table)
         return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
 
     k = centroids.shape[0]

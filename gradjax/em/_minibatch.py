@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from gradjax._checks import check_int, check_key, check_scalar
 
 from ._assign import assign as assign_points
-from ._blocks import block_size_for, nearest_by_columns, to_blocks
+from ._blocks import block_size_for, centroid_table, nearest, to_blocks
 from ._inputs import as_points, as_weights, check_init, check_num_clusters
 from ._lloyd import lloyd_sweep
 from ._seeding import initial_centroids
@@ -125,7 +125,7 @@ def batch_statistics(x, w, centroids):
         block = block_size_for(x.shape[0], k)
         sweep = lloyd_sweep(to_blocks(x, block), to_blocks(w, block), centroids)
         return sweep.sums, sweep.counts
-    labels = nearest_by_columns(x, centroids)
+    labels, _ = nearest(x, centroid_table(centroids))
     return jax.ops.segment_sum(x * w[:, None], labels, k), jax.ops.segment_sum(w, labels, k)
 
 

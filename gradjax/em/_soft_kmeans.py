@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from gradjax._checks import all_finite, check_int, check_key, check_scalar
 from gradjax._loop import scan_loop
 
-from ._assign import nearest
+from ._assign import nearest_blocked
 from ._blocks import block_size_for, from_blocks, partial_sq_distances, to_blocks
 from ._inputs import (
     as_points,
@@ -173,7 +173,7 @@ def _soft_kmeans(
         converged=lambda s: (tol > 0) & (s.shift <= tol_scaled),
         record=lambda s: s.objective,
     )
-    labels, dist = nearest(xb, out.state.centroids)
+    labels, dist = nearest_blocked(xb, out.state.centroids)
     return KMeansResult(
         centroids=out.state.centroids,
         labels=from_blocks(labels, x.shape[0]),
