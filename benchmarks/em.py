@@ -72,18 +72,14 @@ def hamerly_profile(x, centroids, repeats, num_iters):
     block = block_size_for(n, k)
     blocks, x_sq = to_blocks(x, block), to_blocks(jnp.sum(x * x, axis=1), block)
     wb = jnp.ones(blocks.shape[:2], x.dtype)
-    first = -jnp.ones(wb.shape, jnp.int32)
-    full = jax.jit(_hamerly.search_all, static_argnums=5)
-    bounds = full(blocks, wb, x_sq, centroids, first, True)
+    full = jax.jit(_hamerly.search_all)
+    bounds = full(blocks, wb, x_sq, centroids)
     some = jax.random.uniform(jax.random.key(0), wb.shape) < 0.05
     search = jax.jit(_hamerly.search_undecided)
     moved = jax.jit(_hamerly.move_bounds)
     labels = bounds.sweep.labels
     out = {
-        "full": time_fn(lambda: full(blocks, wb, x_sq, centroids, first, True), repeats=repeats),
-        "full_no_bounds": time_fn(
-            lambda: full(blocks, wb, x_sq, centroids, first, False), repeats=repeats
-        ),
+        "full": time_fn(lambda: full(blocks, wb, x_sq, centroids), repeats=repeats),
         "undecided_5": time_fn(
             lambda: search(blocks, wb, x_sq, centroids, bounds, some), repeats=repeats
         ),
@@ -95,7 +91,7 @@ def hamerly_profile(x, centroids, repeats, num_iters):
     # the undecided fraction per sweep, replaying the iterations from the benchmark's init
     step = jax.jit(_hamerly._sweep)
     c = x[np.random.default_rng(0).choice(n, k, replace=False)]
-    aux, labels, fractions = _hamerly._start(x_sq, c), first, []
+    aux, labels, fractions = _hamerly._start(x_sq, c), -jnp.ones(wb.shape, jnp.int32), []
     for _ in range(num_iters):
         gaps = _hamerly.half_gaps(c)[labels]
         fractions.append(float(jnp.mean((labels < 0) | (aux.upper > jnp.maximum(aux.lower, gaps)))))
@@ -205,9 +201,8 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
             "decided, so a row can fall below 1.00x.",
             "Profile of hamerly (pieces timed as separate jitted functions at the final "
             f"centroids): a full pass with the bounds (GEMM in (k, rows) layout, running "
-            f"min/second/argmin, exact ‖x - c_a‖², sums) {ms(profile['full']):.1f} ms, without "
-            f"the second-nearest (the pass taken while >5% of the labels change) "
-            f"{ms(profile['full_no_bounds']):.1f} ms; the gathered search of 5% of the points "
+            f"min/second/argmin, exact ‖x - c_a‖², sums) {ms(profile['full']):.1f} ms; the "
+            f"gathered search of 5% of the points "
             f"with the statistics moved by the points that change cluster "
             f"{ms(profile['undecided_5']):.1f} ms; moving the bounds and statistics "
             f"{ms(profile['move']):.1f} ms. Undecided points per sweep: "

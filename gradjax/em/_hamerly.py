@@ -36,10 +36,6 @@ from ._sweep import Algorithm, Sweep
 
 _SEARCH_ALL_ABOVE = 0.3  # undecided fraction above which every point is searched
 _CHUNK = 2048  # rows per gathered chunk of undecided points
-# A full pass skips the lower bounds (a plain Lloyd pass, ~20% cheaper) while the last
-# sweep changed more than this fraction of the labels: the bounds would not survive
-# the next moves (120k blobs, k=192: 100%, 31%, 16%, 3.8% changed, then 28% undecided).
-_BOUNDS_BELOW_CHANGED = 0.05
 
 
 class Bounds(NamedTuple):
@@ -49,13 +45,11 @@ class Bounds(NamedTuple):
       upper: (blocks, rows), ``u_i ≥ ‖x_i - c_{a_i}‖``.
       lower: (blocks, rows), ``l_i ≤ min_{j≠a_i} ‖x_i - c_j‖``.
       sweep: the :class:`Sweep` of the labels at the centroids the bounds refer to.
-      changed: the fraction of the labels the last sweep changed (scalar).
     """
 
     upper: jax.Array
     lower: jax.Array
     sweep: Sweep
-    changed: jax.Array
 
 
 def half_gaps(centroids: jax.Array) -> jax.Array:
@@ -67,21 +61,19 @@ def half_gaps(centroids: jax.Array) -> jax.Array:
     return 0.5 * jnp.sqrt(jnp.min(sq, axis=1))
 
 
-def search_all(xb, wb, x_sq, centroids, previous, lower_bounds: bool = True) -> Bounds:
-    """Every point's label, exact ``‖x - c_a‖`` and lower bound (0 without
-    ``lower_bounds``), with the statistics; ``previous`` are the labels before."""
+def search_all(xb, wb, x_sq, centroids) -> Bounds:
+    """Every point's label, exact ``‖x - c_a‖`` and lower bound, with the statistics."""
     table = centroid_table(centroids)
     k = centroids.shape[0]
 
     def label_block(x_blk, xs):
-        label, second = nearest(x_blk, table, second=lower_bounds)
+        label, second = nearest(x_blk, table, second=True)
         exact = jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
-        lower = jnp.sqrt(jnp.maximum(second + xs, 0)) if lower_bounds else jnp.zeros_like(xs)
-        return label, (exact, lower)
+        return label, (exact, jnp.sqrt(jnp.maximum(second + xs, 0)))
 
     sums, counts, labels, (dist, lower) = cluster_sums(xb, wb, k, label_block, x_sq)
     sweep = Sweep(sums, counts, labels, per_cluster(dist, labels, wb, k))
-    return Bounds(jnp.sqrt(dist), lower, sweep, jnp.mean(labels != previous))
+    return Bounds(jnp.sqrt(dist), lower, sweep)
 
 
 def gathered(mask: jax.Array, chunk: int) -> tuple[jax.Array, jax.Array]:
@@ -103,7 +95,7 @@ def search_undecided(xb, wb, x_sq, centroids, bounds: Bounds, undecided) -> Boun
     weighted coordinates and weighted squared distance from the old cluster's
     statistics to the new one's.
     """
-    upper, lower, (sums, counts, labels, inertia), _ = bounds
+    upper, lower, (sums, counts, labels, inertia) = bounds
     shape, k = labels.shape, centroids.shape[0]
     n, d = labels.size, xb.shape[-1]
     chunk = min(_CHUNK, n)
@@ -139,8 +131,7 @@ def search_undecided(xb, wb, x_sq, centroids, bounds: Bounds, undecided) -> Boun
     flat = (sums, counts, inertia, labels.reshape(n), upper.reshape(n), lower.reshape(n))
     sums, counts, inertia, labels, upper, lower = jax.lax.fori_loop(0, num_chunks, search, flat)
     sweep = Sweep(sums, counts, labels.reshape(shape), inertia)
-    changed = jnp.mean(sweep.labels != bounds.sweep.labels)
-    return Bounds(upper.reshape(shape), lower.reshape(shape), sweep, changed)
+    return Bounds(upper.reshape(shape), lower.reshape(shape), sweep)
 
 
 def hamerly_pass(xb, wb, x_sq, centroids, labels, bounds: Bounds) -> Bounds:
@@ -152,23 +143,16 @@ def hamerly_pass(xb, wb, x_sq, centroids, labels, bounds: Bounds) -> Bounds:
     gaps = half_gaps(centroids)
     undecided = (labels < 0) | (bounds.upper > jnp.maximum(bounds.lower, gaps[labels]))
 
-    def everything():
-        return jax.lax.cond(
-            bounds.changed > _BOUNDS_BELOW_CHANGED,
-            lambda: search_all(xb, wb, x_sq, centroids, labels, lower_bounds=False),
-            lambda: search_all(xb, wb, x_sq, centroids, labels),
-        )
-
     return jax.lax.cond(
         jnp.mean(undecided) > _SEARCH_ALL_ABOVE,
-        everything,
+        lambda: search_all(xb, wb, x_sq, centroids),
         lambda: search_undecided(xb, wb, x_sq, centroids, bounds, undecided),
     )
 
 
 def move_bounds(bounds: Bounds, labels, old, new) -> Bounds:
     """The bounds and statistics after the centroids move from ``old`` to ``new``."""
-    upper, lower, sweep, changed = bounds
+    upper, lower, sweep = bounds
     step = new - old
     shift = jnp.sqrt(jnp.sum(step * step, axis=1))
     # Σ w‖x - c⁺‖² = Σ w‖x - c‖² - 2 (S - N c)·(c⁺ - c) + N ‖c⁺ - c‖², per cluster
@@ -176,10 +160,10 @@ def move_bounds(bounds: Bounds, labels, old, new) -> Bounds:
     inertia = sweep.cluster_inertia - 2 * jnp.sum(offset * step, axis=1)
     sweep = sweep._replace(cluster_inertia=inertia + sweep.counts * shift**2)
     if len(shift) == 1:
-        return Bounds(upper + shift[0], lower, sweep, changed)
+        return Bounds(upper + shift[0], lower, sweep)
     (first, second), (arg_first, _) = jax.lax.top_k(shift, 2)
     lower = lower - jnp.where(labels == arg_first, second, first)
-    return Bounds(upper + shift[labels], lower, sweep, changed)
+    return Bounds(upper + shift[labels], lower, sweep)
 
 
 def _start(x_sq, centroids):
@@ -187,7 +171,7 @@ def _start(x_sq, centroids):
     k, d = centroids.shape
     zeros = jnp.zeros(k, x_sq.dtype)
     sweep = Sweep(jnp.zeros((k, d), x_sq.dtype), zeros, jnp.full(x_sq.shape, -1, jnp.int32), zeros)
-    return Bounds(jnp.zeros_like(x_sq), jnp.zeros_like(x_sq), sweep, jnp.ones((), x_sq.dtype))
+    return Bounds(jnp.zeros_like(x_sq), jnp.zeros_like(x_sq), sweep)
 
 
 def _sweep(xb, wb, x_sq, centroids, labels, bounds):

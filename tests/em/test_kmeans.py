@@ -148,7 +148,7 @@ def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
         upper = np.where(decided, 0.0, dist[np.arange(64), stale] + 1.0)[None]
         lower = np.where(decided, 1e9, 0.0)[None]
         sweep = _sweep.Sweep(*statistics(stale)[:2], stale[None], statistics(stale)[2])
-        bounds = jax.tree.map(jnp.asarray, _hamerly.Bounds(upper, lower, sweep, np.zeros(())))
+        bounds = jax.tree.map(jnp.asarray, _hamerly.Bounds(upper, lower, sweep))
         args = (x[None], w[None], (x * x).sum(1)[None], c, stale[None])
         out = _hamerly.hamerly_pass(*map(jnp.asarray, args), bounds)
         labels, low = np.asarray(out.sweep.labels)[0], np.asarray(out.lower)[0]
@@ -174,7 +174,7 @@ def test_moved_statistics_are_those_of_the_moved_centroids():
     sweep = _sweep.Sweep(sums, np.bincount(labels, w, minlength=4), labels[None], inertia(old))
     with jax.enable_x64(True):
         zeros = jnp.zeros((1, 40))
-        bounds = _hamerly.Bounds(zeros, zeros, jax.tree.map(jnp.asarray, sweep), jnp.zeros(()))
+        bounds = _hamerly.Bounds(zeros, zeros, jax.tree.map(jnp.asarray, sweep))
         moved = _hamerly.move_bounds(bounds, jnp.asarray(labels[None]), old, new)
         np.testing.assert_allclose(moved.sweep.cluster_inertia, inertia(new), rtol=1e-12)
 
