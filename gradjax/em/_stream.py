@@ -154,8 +154,9 @@ def _drive(key, km, batches, num_passes, bar, options) -> MiniBatchKMeansState:
                 state = km.init(key, xs[0])
                 dtype = state.centroids.dtype
                 ratio = jnp.asarray(options.get("reassignment_ratio", 0.01), dtype)
-            # the transfer overlaps the previous stack's computation
-            xs = jax.device_put(xs.astype(dtype, copy=False))
+            # the transfer overlaps the previous stack's computation; ``xs`` is ours alone,
+            # so a CPU device may use its memory in place (a copy took 2.3 ms per 16 MiB)
+            xs = jax.device_put(xs.astype(dtype, copy=False), may_alias=True)
             if xs.shape[:2] not in ones:
                 ones[xs.shape[:2]] = jnp.ones(xs.shape[:2], dtype)
             state = _update_stack(state, xs, ones[xs.shape[:2]], ratio)
