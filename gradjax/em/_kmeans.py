@@ -163,8 +163,9 @@ def kmeans(
         cluster sums up to date by the points that change cluster: the same
         iterates up to float rounding (a sum accumulated in another order can
         resolve a near-tie the other way later on), with far fewer distance
-        GEMMs once the first iterations are past. It pays off for large ``n·k``, not for
-        small data, whose restarts it runs one after another (RESULTS.md).
+        GEMMs once the first iterations are past. It pays off for large
+        ``n·k``, not for small data, whose restarts it runs one after another
+        (RESULTS.md).
         It gathers the undecided points, so it runs on sharded rows but moves
         them between devices: there, use "lloyd".
         "yinyang" (Ding et al. 2015) splits the centroids once into ``t ≈ k/10``
