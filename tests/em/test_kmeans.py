@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
-from gradjax.em import _hamerly, _kmeans, _sweep, _yinyang
+from gradjax.em import _blocks, _hamerly, _kmeans, _sweep, _yinyang
 
 KEY = jax.random.key(0)
 
@@ -87,6 +87,29 @@ def test_empty_cluster_takes_the_farthest_point_as_sklearn(algorithm):
         np.testing.assert_allclose(out.centroids, ref.cluster_centers_, atol=1e-10)
         np.testing.assert_array_equal(out.labels, ref.labels_)
         assert np.all(np.bincount(np.asarray(out.labels), minlength=5) > 0)
+
+
+# ----------------------------------------------------------------------------- the E-step
+
+
+@pytest.mark.parametrize("k", [5, 64, 70, 150])  # one step, exact steps, padded steps
+def test_nearest_is_brute_force_with_first_index_on_ties(k):
+    """The running (min, second, argmin) over steps of 64 centroids: labels are the
+    first argmin of ‖c‖² - 2x·c (a duplicated centroid never wins over its first
+    copy), the second value is the second smallest, and padding never wins."""
+    rng = np.random.default_rng(k)
+    x, c = rng.normal(size=(300, 6)), rng.normal(size=(k, 6))
+    c[-1] = c[0]  # a tie: the first copy must win
+    with jax.enable_x64(True):
+        table = _blocks.centroid_table(jnp.asarray(c))
+        label, second = _blocks.nearest(jnp.asarray(x), table, second=True)
+        part = (c * c).sum(1)[None] - 2 * x @ c.T
+        np.testing.assert_array_equal(label, part.argmin(1))
+        np.testing.assert_allclose(second, np.sort(part, 1)[:, 1], rtol=1e-12, atol=1e-12)
+        assert not np.any(np.asarray(label) == k - 1)
+        label_only, none = _blocks.nearest(jnp.asarray(x), table)
+        np.testing.assert_array_equal(label_only, label)
+        assert np.all(np.isinf(np.asarray(none)))
 
 
 # ----------------------------------------------------------------------------- Hamerly
