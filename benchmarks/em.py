@@ -12,7 +12,7 @@ import numpy as np
 from benchmarks._harness import Table, ms, ratio, time_fn
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
-from gradjax.em._blocks import block_size_for, to_blocks
+from gradjax.em._blocks import block_size_for, blocked_points, to_blocks
 from gradjax.em._kmeans import choose_algorithm
 
 
@@ -69,9 +69,7 @@ def hamerly_profile(x, centroids, repeats, num_iters):
     n, k = x.shape[0], centroids.shape[0]
     mean = jnp.mean(x, axis=0)  # centred, as em.kmeans runs it
     x, centroids = x - mean, centroids - mean
-    block = block_size_for(n, k)
-    blocks, x_sq = to_blocks(x, block), to_blocks(jnp.sum(x * x, axis=1), block)
-    wb = jnp.ones(blocks.shape[:2], x.dtype)
+    blocks, wb, x_sq = blocked_points(x, jnp.ones(n, x.dtype), block_size_for(n, k))
     full = jax.jit(_hamerly.search_all)
     bounds = full(blocks, wb, x_sq, centroids)
     some = jax.random.uniform(jax.random.key(0), wb.shape) < 0.05

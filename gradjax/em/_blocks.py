@@ -43,6 +43,16 @@ def to_blocks(a: jax.Array, block_size: int) -> jax.Array:
     return a.reshape(block_size, num_blocks, *a.shape[1:]).swapaxes(0, 1)
 
 
+def blocked_points(x: jax.Array, w: jax.Array, block_size: int):
+    """The points, weights and ``‖x‖²`` in row blocks (:func:`to_blocks`).
+
+    ``‖x‖²`` is taken on the rows before blocking: over the blocked (transposed)
+    layout XLA's CPU reduction ran 10x slower (24-34 ms against 2.4 ms at 120k × 48).
+    """
+    return (to_blocks(x, block_size), to_blocks(w, block_size),
+            to_blocks(jnp.sum(x * x, axis=1), block_size))  # fmt: skip
+
+
 def from_blocks(blocks: jax.Array, n: int) -> jax.Array:
     """Inverse of :func:`to_blocks`: ``(num_blocks, block_size, ...) -> (n, ...)``."""
     return blocks.swapaxes(0, 1).reshape(-1, *blocks.shape[2:])[:n]
