@@ -71,15 +71,14 @@ def hamerly_profile(x, centroids, repeats, num_iters):
     x, centroids = x - mean, centroids - mean
     blocks, wb, x_sq = blocked_points(x, jnp.ones(n, x.dtype), block_size_for(n, k))
     full = jax.jit(_hamerly.search_all)
-    bounds = full(blocks, wb, x_sq, centroids)
+    labels, bounds = full(blocks, wb, x_sq, centroids)
     some = jax.random.uniform(jax.random.key(0), wb.shape) < 0.05
     search = jax.jit(_hamerly.search_undecided)
     moved = jax.jit(_hamerly.move_bounds)
-    labels = bounds.sweep.labels
     out = {
         "full": time_fn(lambda: full(blocks, wb, x_sq, centroids), repeats=repeats),
         "undecided_5": time_fn(
-            lambda: search(blocks, wb, x_sq, centroids, bounds, some), repeats=repeats
+            lambda: search(blocks, wb, x_sq, centroids, labels, bounds, some), repeats=repeats
         ),
         "move": time_fn(
             lambda: moved(bounds, labels, centroids, centroids * 1.001), repeats=repeats

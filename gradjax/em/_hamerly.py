@@ -39,17 +39,20 @@ _CHUNK = 2048  # rows per gathered chunk of undecided points
 
 
 class Bounds(NamedTuple):
-    """Hamerly's per-point state, and the statistics of its labels at its centroids.
+    """Hamerly's per-point bounds, and the M-step statistics of the labels (held by
+    the iteration, not here) at the centroids the bounds refer to.
 
     Attributes:
       upper: (blocks, rows), ``u_i ≥ ‖x_i - c_{a_i}‖``.
       lower: (blocks, rows), ``l_i ≤ min_{j≠a_i} ‖x_i - c_j‖``.
-      sweep: the :class:`Sweep` of the labels at the centroids the bounds refer to.
+      sums, counts, cluster_inertia: as in :class:`Sweep`.
     """
 
     upper: jax.Array
     lower: jax.Array
-    sweep: Sweep
+    sums: jax.Array
+    counts: jax.Array
+    cluster_inertia: jax.Array
 
 
 def half_gaps(centroids: jax.Array) -> jax.Array:
@@ -61,8 +64,9 @@ def half_gaps(centroids: jax.Array) -> jax.Array:
     return 0.5 * jnp.sqrt(jnp.min(sq, axis=1))
 
 
-def search_all(xb, wb, x_sq, centroids) -> Bounds:
-    """Every point's label, exact ``‖x - c_a‖`` and lower bound, with the statistics."""
+def search_all(xb, wb, x_sq, centroids) -> tuple[jax.Array, Bounds]:
+    """Every point's label, and its exact ``‖x - c_a‖`` and lower bound with the
+    statistics."""
     table = centroid_table(centroids)
     k = centroids.shape[0]
 
@@ -72,8 +76,7 @@ def search_all(xb, wb, x_sq, centroids) -> Bounds:
         return label, (exact, jnp.sqrt(jnp.maximum(second + xs, 0)))
 
     sums, counts, labels, (dist, lower) = cluster_sums(xb, wb, k, label_block, x_sq)
-    sweep = Sweep(sums, counts, labels, per_cluster(dist, labels, wb, k))
-    return Bounds(jnp.sqrt(dist), lower, sweep)
+    return labels, Bounds(jnp.sqrt(dist), lower, sums, counts, per_cluster(dist, labels, wb, k))
 
 
 def gathered(mask: jax.Array, chunk: int) -> tuple[jax.Array, jax.Array]:
@@ -86,16 +89,17 @@ def gathered(mask: jax.Array, chunk: int) -> tuple[jax.Array, jax.Array]:
     return rows, (jnp.sum(mask, dtype=jnp.int32) + chunk - 1) // chunk
 
 
-def search_undecided(xb, wb, x_sq, centroids, bounds: Bounds, undecided) -> Bounds:
+def search_undecided(xb, wb, x_sq, centroids, labels, bounds: Bounds, undecided):
     """The full search for the ``undecided`` points only, on top of ``bounds`` (whose
-    statistics are those of the previous labels at these centroids).
+    statistics are those of the previous ``labels`` at these centroids). Returns the
+    new labels and bounds.
 
     The undecided points are gathered in chunks of ``_CHUNK`` rows; the loop runs
     ``⌈#undecided / chunk⌉`` times. A point whose label changes moves its weight,
     weighted coordinates and weighted squared distance from the old cluster's
     statistics to the new one's.
     """
-    upper, lower, (sums, counts, labels, inertia) = bounds
+    upper, lower, sums, counts, inertia = bounds
     shape, k = labels.shape, centroids.shape[0]
     n, d = labels.size, xb.shape[-1]
     chunk = min(_CHUNK, n)
@@ -130,15 +134,15 @@ def search_undecided(xb, wb, x_sq, centroids, bounds: Bounds, undecided) -> Boun
 
     flat = (sums, counts, inertia, labels.reshape(n), upper.reshape(n), lower.reshape(n))
     sums, counts, inertia, labels, upper, lower = jax.lax.fori_loop(0, num_chunks, search, flat)
-    sweep = Sweep(sums, counts, labels.reshape(shape), inertia)
-    return Bounds(upper.reshape(shape), lower.reshape(shape), sweep)
+    return labels.reshape(shape), Bounds(upper.reshape(shape), lower.reshape(shape), sums,
+                                         counts, inertia)  # fmt: skip
 
 
-def hamerly_pass(xb, wb, x_sq, centroids, labels, bounds: Bounds) -> Bounds:
+def hamerly_pass(xb, wb, x_sq, centroids, labels, bounds: Bounds):
     """One E-step with bounds and the M-step statistics (one restart).
 
     ``bounds`` are moved to these ``centroids`` (:func:`move_bounds`) for the
-    previous ``labels``. Returns the new bounds, whose ``sweep`` is the E-step's.
+    previous ``labels``. Returns the new labels and their bounds and statistics.
     """
     gaps = half_gaps(centroids)
     undecided = (labels < 0) | (bounds.upper > jnp.maximum(bounds.lower, gaps[labels]))
@@ -146,42 +150,35 @@ def hamerly_pass(xb, wb, x_sq, centroids, labels, bounds: Bounds) -> Bounds:
     return jax.lax.cond(
         jnp.mean(undecided) > _SEARCH_ALL_ABOVE,
         lambda: search_all(xb, wb, x_sq, centroids),
-        lambda: search_undecided(xb, wb, x_sq, centroids, bounds, undecided),
+        lambda: search_undecided(xb, wb, x_sq, centroids, labels, bounds, undecided),
     )
 
 
 def move_bounds(bounds: Bounds, labels, old, new) -> Bounds:
     """The bounds and statistics after the centroids move from ``old`` to ``new``."""
-    upper, lower, sweep = bounds
+    upper, lower, sums, counts, inertia = bounds
     step = new - old
     shift = jnp.sqrt(jnp.sum(step * step, axis=1))
     # Σ w‖x - c⁺‖² = Σ w‖x - c‖² - 2 (S - N c)·(c⁺ - c) + N ‖c⁺ - c‖², per cluster
-    offset = sweep.sums - sweep.counts[:, None] * old
-    inertia = sweep.cluster_inertia - 2 * jnp.sum(offset * step, axis=1)
-    sweep = sweep._replace(cluster_inertia=inertia + sweep.counts * shift**2)
+    offset = sums - counts[:, None] * old
+    inertia = inertia - 2 * jnp.sum(offset * step, axis=1) + counts * shift**2
     if len(shift) == 1:
-        return Bounds(upper + shift[0], lower, sweep)
+        return Bounds(upper + shift[0], lower, sums, counts, inertia)
     (first, second), (arg_first, _) = jax.lax.top_k(shift, 2)
     lower = lower - jnp.where(labels == arg_first, second, first)
-    return Bounds(upper + shift[labels], lower, sweep)
+    return Bounds(upper + shift[labels], lower, sums, counts, inertia)
 
 
 def _start(x_sq, centroids):
     """Bounds of zero with labels -1 leave every point undecided in the first sweep."""
-    k, d = centroids.shape
-    zeros = jnp.zeros(k, x_sq.dtype)
-    sweep = Sweep(jnp.zeros((k, d), x_sq.dtype), zeros, jnp.full(x_sq.shape, -1, jnp.int32), zeros)
-    return Bounds(jnp.zeros_like(x_sq), jnp.zeros_like(x_sq), sweep)
+    zeros = jnp.zeros(centroids.shape[0], x_sq.dtype)
+    points = jnp.zeros_like(x_sq)
+    return Bounds(points, points, jnp.zeros(centroids.shape, x_sq.dtype), zeros, zeros)
 
 
 def _sweep(xb, wb, x_sq, centroids, labels, bounds):
-    bounds = hamerly_pass(xb, wb, x_sq, centroids, labels, bounds)
-    return bounds.sweep, bounds
+    labels, bounds = hamerly_pass(xb, wb, x_sq, centroids, labels, bounds)
+    return Sweep(bounds.sums, bounds.counts, labels, bounds.cluster_inertia), bounds
 
 
-HAMERLY = Algorithm(
-    start=_start,
-    sweep=_sweep,
-    moved=lambda bounds, labels, old, new: move_bounds(bounds, labels, old, new),
-    vmap_restarts=False,
-)
+HAMERLY = Algorithm(start=_start, sweep=_sweep, moved=move_bounds, vmap_restarts=False)

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from gradjax import em
 from gradjax.datasets import load_digits, make_blobs
-from gradjax.em import _blocks, _hamerly, _kmeans, _sweep, _yinyang
+from gradjax.em import _blocks, _hamerly, _kmeans, _yinyang
 
 KEY = jax.random.key(0)
 
@@ -170,16 +170,15 @@ def test_hamerly_pass_searches_only_what_the_bounds_leave_open(monkeypatch):
         decided = np.arange(64) < 32  # the first half: bounds that (wrongly) decide
         upper = np.where(decided, 0.0, dist[np.arange(64), stale] + 1.0)[None]
         lower = np.where(decided, 1e9, 0.0)[None]
-        sweep = _sweep.Sweep(*statistics(stale)[:2], stale[None], statistics(stale)[2])
-        bounds = jax.tree.map(jnp.asarray, _hamerly.Bounds(upper, lower, sweep))
+        bounds = jax.tree.map(jnp.asarray, _hamerly.Bounds(upper, lower, *statistics(stale)))
         args = (x[None], w[None], (x * x).sum(1)[None], c, stale[None])
-        out = _hamerly.hamerly_pass(*map(jnp.asarray, args), bounds)
-        labels, low = np.asarray(out.sweep.labels)[0], np.asarray(out.lower)[0]
+        labels, out = _hamerly.hamerly_pass(*map(jnp.asarray, args), bounds)
+        labels, low = np.asarray(labels)[0], np.asarray(out.lower)[0]
         np.testing.assert_array_equal(labels[32:], nearest[32:])
         np.testing.assert_allclose(low[32:], second[32:], rtol=1e-10)
         np.testing.assert_allclose(out.upper[0, 32:], dist[np.arange(32, 64), nearest[32:]])
         np.testing.assert_array_equal(labels[:32], stale[:32])
-        for got, want in zip(out.sweep[:2] + out.sweep[3:], statistics(labels), strict=True):
+        for got, want in zip(out[2:], statistics(labels), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
@@ -194,12 +193,12 @@ def test_moved_statistics_are_those_of_the_moved_centroids():
         return np.bincount(labels, w * ((x - c[labels]) ** 2).sum(1), minlength=4)
 
     sums = np.stack([(w[labels == j, None] * x[labels == j]).sum(0) for j in range(4)])
-    sweep = _sweep.Sweep(sums, np.bincount(labels, w, minlength=4), labels[None], inertia(old))
     with jax.enable_x64(True):
         zeros = jnp.zeros((1, 40))
-        bounds = _hamerly.Bounds(zeros, zeros, jax.tree.map(jnp.asarray, sweep))
+        statistics = sums, np.bincount(labels, w, minlength=4), inertia(old)
+        bounds = _hamerly.Bounds(zeros, zeros, *map(jnp.asarray, statistics))
         moved = _hamerly.move_bounds(bounds, jnp.asarray(labels[None]), old, new)
-        np.testing.assert_allclose(moved.sweep.cluster_inertia, inertia(new), rtol=1e-12)
+        np.testing.assert_allclose(moved.cluster_inertia, inertia(new), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- Yinyang
