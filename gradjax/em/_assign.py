@@ -7,19 +7,14 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._blocks import block_size_for, centroid_table, from_blocks, nearest, to_blocks
+from ._blocks import block_size_for, centroid_table, from_blocks, nearest_exact, to_blocks
 from ._inputs import as_centroids, as_points, check_block_size
 
 
 def nearest_blocked(xb: jax.Array, centroids: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Blocked nearest centroid: labels and exact squared distances, both (blocks, rows)."""
     table = centroid_table(centroids)
-
-    def block(x_blk):
-        label, _ = nearest(x_blk, table)
-        return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
-
-    return jax.lax.map(block, xb)
+    return jax.lax.map(lambda x_blk: nearest_exact(x_blk, centroids, table), xb)
 
 
 def assign(

@@ -131,3 +131,10 @@ def nearest(x_blk, table, second: bool = False) -> tuple[jax.Array, jax.Array]:
     init = (inf, inf, jnp.zeros(x_blk.shape[0], jnp.int32))
     _, runner_up, label = jax.lax.fori_loop(0, part.shape[0] // columns, step, init)
     return label, runner_up
+
+
+def nearest_exact(x_blk, centroids, table) -> tuple[jax.Array, jax.Array]:
+    """Each row's nearest centroid (:func:`nearest`) and its exact ``‖x - c_a‖²``,
+    computed directly rather than from the GEMM expansion."""
+    label, _ = nearest(x_blk, table)
+    return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)

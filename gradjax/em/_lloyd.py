@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
-from ._blocks import centroid_table, cluster_sums, nearest, per_cluster
+from ._blocks import centroid_table, cluster_sums, nearest_exact, per_cluster
 from ._sweep import Algorithm, Sweep
 
 
 def lloyd_sweep(xb, wb, centroids) -> Sweep:
     """Labels by brute force (``‖c‖² - 2x·c`` per block), exact ``‖x - c_a‖²``, sums."""
-    table = centroid_table(centroids)
-
-    def label_block(x_blk):
-        label, _ = nearest(x_blk, table)
-        return label, jnp.sum((x_blk - centroids[label]) ** 2, axis=1)
-
-    k = centroids.shape[0]
-    sums, counts, labels, dist = cluster_sums(xb, wb, k, label_block)
+    table, k = centroid_table(centroids), centroids.shape[0]
+    sums, counts, labels, dist = cluster_sums(
+        xb, wb, k, lambda x_blk: nearest_exact(x_blk, centroids, table)
+    )
     return Sweep(sums, counts, labels, per_cluster(dist, labels, wb, k))
 
 
