@@ -120,19 +120,22 @@ def dense_profile(counts, phi, theta):
 
     # Each part takes the blocks as an argument (a closed-over array would be a constant
     # that XLA could fold into the program).
-    def blocked_gemms(blocks, lengths, t, p):  # the three GEMMs per block, R_b := N_b ⊙ ΘbΦ
-        def block(acc, inputs):
-            n_b, t_b = inputs
-            ratio = n_b * (t_b @ p)
-            return acc + t_b.T @ ratio, ratio @ p.T
+    def blocked_gemms(blocks, lengths, t, p):  # the step's 3 GEMMs per block, R_b := N_b ⊙ M_b
+        left, right = (p.T, t.T) if layout.transposed else (t, p)
 
-        return jax.lax.scan(block, jnp.zeros_like(p), (blocks, to_blocks(t, rows)))
+        def block(acc, inputs):
+            n_b, left_b = inputs
+            ratio = n_b * _plsa._dot_rows(left_b, right)
+            return acc + left_b @ ratio, right @ ratio.T
+
+        left_blocks = jnp.swapaxes(to_blocks(left, rows), 1, 2)
+        return jax.lax.scan(block, jnp.zeros_like(right), (blocks, left_blocks))
 
     def sums(blocks, lengths, t, p):
-        return _plsa._e_step_sums(_plsa._DenseBlocks(blocks, num_docs), t, p)
+        return _plsa._e_step_sums(layout._replace(blocks=blocks), t, p)
 
     def step(blocks, lengths, t, p):
-        em_step = _plsa._em_step(_plsa._DenseBlocks(blocks, num_docs), lengths, True)
+        em_step = _plsa._em_step(layout._replace(blocks=blocks), lengths, True)
         return em_step(start._replace(theta=t, phi=p))
 
     parts = {
@@ -148,9 +151,9 @@ def dense_profile(counts, phi, theta):
     gemm_s, part_s = ({k: best[k] for k in group} for group in (gemms, parts))
     floor = sum(gemm_s.values())
     passes = block_passes(
-        parts["whole EM step"].lower(*args).compile().as_text(), (rows, vocab_size)
+        parts["whole EM step"].lower(*args).compile().as_text(), layout.blocks.shape[1:]
     )
-    block_mib = rows * vocab_size * 4 / 2**20
+    block_mib = layout.blocks[0].size * 4 / 2**20
     notes = [
         "Floor and profile: the fastest of 15 calls of each part, the parts called in turn. "
         "Floor: the three GEMMs "
@@ -159,7 +162,8 @@ def dense_profile(counts, phi, theta):
             f"{k} {ms(v):.1f} ms ({flops / v / 1e9:.0f} GFLOP/s)" for k, v in gemm_s.items()
         )
         + ".",
-        f"Profile of one EM step on its {num_blocks} row blocks of {rows} documents "
+        f"Profile of one EM step on its {num_blocks} row blocks of {rows} "
+        f"{'words (of the transposed counts)' if layout.transposed else 'documents'} "
         f"({block_mib:.1f} MiB each; ms): "
         + ", ".join(f"{k} {ms(v):.1f}" for k, v in part_s.items())
         + ". Per block the optimized HLO reads or writes a block-sized array "

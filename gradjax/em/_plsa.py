@@ -14,10 +14,10 @@ E-step), and both factors are re-estimated from the same posteriors (the M-step)
 Neither step ever materialises the ``D×W×K`` posterior. With ``Θ = p(z|d)``
 (D, K), ``Φ = p(w|z)`` (K, W) and the ratio ``R = n / (ΘΦ)`` (zero where n = 0),
 the expected counts are ``Θ ⊙ (R Φᵀ)`` and ``Φ ⊙ (Θᵀ R)``: three GEMMs per step on
-a dense ``counts``, a cache-sized block of documents at a time. For a
-``jax.experimental.sparse.BCOO`` ``counts`` the same quantities are computed per
-non-zero by gathers and segment sums, a chunk of non-zeros at a time, grouped by
-document and by word (``_plsa_sparse``): working memory O(nnz + chunk·K + (D + W)·K)
+a dense ``counts``, a cache-sized block of documents (of words, when W > D) at a
+time. For a ``jax.experimental.sparse.BCOO`` ``counts`` the same quantities are
+computed per non-zero by gathers and segment sums, a chunk of non-zeros at a time,
+grouped by document and by word (``_plsa_sparse``): working memory O(nnz + chunk·K + (D + W)·K)
 besides the input, never a D×W array.
 
 The update is the classical multiplicative form, so a probability that is zero
@@ -150,20 +150,27 @@ def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) 
 # RΦᵀ (D, K) and ΘᵀR (K, W). Θ ⊙ RΦᵀ and Φ ⊙ ΘᵀR are the expected counts.
 
 # A dense block of about this many entries (4 MiB of float32) stays in the last-level
-# cache from the GEMM that writes Θ_bΦ to the two GEMMs that read R_b, where whole-matrix
-# GEMMs stream D×W intermediates through memory: an EM step at D=2000, W=5000, K=50 went
-# from 47 ms to 37 ms on a 2-core CPU with 2¹⁹-entry blocks. 2²⁰ entries halve the number
-# of (K, W) accumulations of ΘᵀR_b and, there, the padding rows (10 blocks of 200 documents
-# instead of 20 of 104): 44 instead of 48 CPU-ms a step (blocks of 104 to 504 documents
-# timed interleaved on one shared machine; benchmarks/plsa.py's plsa_dense has the profile).
+# cache from the GEMM that writes its model to the two GEMMs that read its ratios, where
+# whole-matrix GEMMs stream D×W intermediates through memory: an EM step at D=2000,
+# W=5000, K=50 went from 47 ms to 37 ms on a 2-core CPU with 2¹⁹-entry blocks, and 2²⁰
+# entries took 44 instead of 48 CPU-ms (blocks of 104 to 504 documents, timed
+# interleaved; benchmarks/plsa.py's plsa_dense has the profile).
 _DENSE_BLOCK_ENTRIES = 1 << 20
 
 
 class _DenseBlocks(NamedTuple):
-    """Dense counts as row blocks (``_blocks.to_blocks``: interleaved, zero-padded)."""
+    """Dense counts as row blocks (``_blocks.to_blocks``: interleaved, zero-padded).
 
-    blocks: jax.Array  # (num_blocks, rows, W)
-    num_docs: int
+    The blocks run along the longer axis, so each holds the whole shorter one: the
+    rows are documents, or words when ``transposed`` (blocks of the counts' transpose).
+    The squarer blocks ran the three GEMMs faster: at D=2000, W=5000, K=50, blocks of
+    about 500 words × 2000 documents took 21.0 ms an E-step against 22.4 for blocks of
+    200 documents × 5000 words (medians of 25 interleaved calls).
+    """
+
+    blocks: jax.Array  # (num_blocks, rows, columns)
+    num_rows: int
+    transposed: bool
 
 
 Layout = Any  # _DenseBlocks or _plsa_sparse.Segments
@@ -176,46 +183,66 @@ def _values(counts: Counts) -> jax.Array:
 def _layout(counts: Counts, *, by_word: bool) -> Layout:
     if isinstance(counts, sparse.BCOO):
         return _plsa_sparse.segment(counts, by_word=by_word)
-    num_docs, num_words = counts.shape
-    rows = max(8, _DENSE_BLOCK_ENTRIES // num_words)
-    return _DenseBlocks(to_blocks(counts, block_size_for(num_docs, 0, rows)), num_docs)
+    transposed = counts.shape[1] > counts.shape[0]
+    counts = counts.T if transposed else counts
+    num_rows, num_columns = counts.shape
+    rows = block_size_for(num_rows, 0, max(8, _DENSE_BLOCK_ENTRIES // num_columns))
+    return _DenseBlocks(to_blocks(counts, rows), num_rows, transposed)
 
 
-def _block_sums(counts, theta, phi, *, doc_side: bool, word_side: bool):
-    """The E-step sums of one dense block: three GEMMs."""
-    model = theta @ phi
+def _dot_rows(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``aᵀb`` for ``a`` (K, m), ``b`` (K, n), contracting the leading axis in place."""
+    return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())))
+
+
+def _block_sums(counts, left, right, *, row_side: bool, column_side: bool):
+    """One block's E-step sums, three GEMMs: ``Σ n log M``, ``R rightᵀ`` as (K, rows),
+    ``leftᵀ R`` (K, columns), where ``M = leftᵀ right`` and ``R = n / M`` (zero where
+    n = 0). ``left`` is the block's rows of the left factor as (K, rows): stored that
+    way, with the outputs as (K, ·), the GEMMs ran 10% faster than in (rows, K) form."""
+    model = _dot_rows(left, right)
     zero = counts == 0  # contributes nothing; a NaN count propagates
     safe = jnp.where(zero, 1, model)
     log_lik = jnp.sum(jnp.where(zero, 0, counts * jnp.log(safe)))
     ratio = jnp.where(zero, 0, counts / safe)
-    doc_sums = ratio @ phi.T if doc_side else None
-    word_sums = theta.T @ ratio if word_side else None
-    return log_lik, doc_sums, word_sums
+    row_sums = right @ ratio.T if row_side else None
+    column_sums = left @ ratio if column_side else None
+    return log_lik, row_sums, column_sums
 
 
 def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side: bool = True):
     """``(Σ n log(ΘΦ), RΦᵀ or None, ΘᵀR or None)``: GEMMs per row block, or gathers."""
     if isinstance(counts, _plsa_sparse.Segments):
         return _plsa_sparse.e_step_sums(counts, theta, phi, doc_side=doc_side, word_side=word_side)
+    # Rows are documents (Nᵀ's sums are the transposes: with rows of words the left
+    # factor is Φᵀ, the right Θᵀ, and R rightᵀ = (ΘᵀR)ᵀ, leftᵀR = (RΦᵀ)ᵀ).
+    left, right = (phi.T, theta.T) if counts.transposed else (theta, phi)
+    row_side, column_side = (word_side, doc_side) if counts.transposed else (doc_side, word_side)
 
     def block(acc, inputs):
-        log_lik, word_sums = acc
-        ll, doc_sums, ws = _block_sums(*inputs, phi, doc_side=doc_side, word_side=word_side)
-        word_sums = word_sums + ws if word_side else None
-        return (log_lik + ll, word_sums), doc_sums
+        log_lik, column_sums = acc
+        ll, row_sums, sums = _block_sums(*inputs, right, row_side=row_side, column_side=column_side)
+        column_sums = column_sums + sums if column_side else None
+        return (log_lik + ll, column_sums), row_sums
 
     blocks = counts.blocks
-    zeros = (jnp.zeros((), theta.dtype), jnp.zeros(phi.shape, theta.dtype) if word_side else None)
-    theta_blocks = to_blocks(theta, blocks.shape[1])
-    (log_lik, word_sums), doc_sums = jax.lax.scan(block, zeros, (blocks, theta_blocks))
-    doc_sums = from_blocks(doc_sums, counts.num_docs) if doc_side else None
-    return log_lik, doc_sums, word_sums
+    left_blocks = jnp.swapaxes(to_blocks(left, blocks.shape[1]), 1, 2)  # (blocks, K, rows)
+    column_zeros = jnp.zeros(right.shape, theta.dtype) if column_side else None
+    zeros = (jnp.zeros((), theta.dtype), column_zeros)
+    (log_lik, column_sums), row_sums = jax.lax.scan(block, zeros, (blocks, left_blocks))
+    if row_side:
+        row_sums = from_blocks(jnp.swapaxes(row_sums, 1, 2), counts.num_rows)  # (rows, K)
+    if counts.transposed:
+        return log_lik, column_sums.T if doc_side else None, row_sums.T if word_side else None
+    return log_lik, row_sums, column_sums
 
 
 def _doc_lengths(counts: Layout) -> jax.Array:
     if isinstance(counts, _plsa_sparse.Segments):
         return _plsa_sparse.doc_lengths(counts)
-    return from_blocks(jnp.sum(counts.blocks, axis=2), counts.num_docs)
+    if counts.transposed:
+        return jnp.sum(counts.blocks, axis=(0, 1))
+    return from_blocks(jnp.sum(counts.blocks, axis=2), counts.num_rows)
 
 
 def _normalise_mixtures(expected: jax.Array, lengths: jax.Array) -> jax.Array:

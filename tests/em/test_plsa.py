@@ -150,6 +150,38 @@ def test_dense_row_blocks_and_padding_do_not_change_the_result(monkeypatch):
         np.testing.assert_allclose(blocked.log_likelihood_trace, whole.log_likelihood_trace)
 
 
+@pytest.mark.parametrize("shape", [(203, 50), (50, 203)], ids=["rows=documents", "rows=words"])
+def test_dense_block_sums_are_the_formulas_in_either_orientation(monkeypatch, shape):
+    """Blocks run along the longer axis (rows of words when W > D): the E-step sums,
+    over several padded blocks and for each side alone, are the closed forms."""
+    from gradjax.em import _plsa
+
+    num_docs, vocab_size = shape
+    monkeypatch.setattr(_plsa, "_DENSE_BLOCK_ENTRIES", 8 * min(shape))
+    with jax.enable_x64(True):
+        counts = small_counts(seed=40, num_docs=num_docs, vocab_size=vocab_size, num_topics=4)
+        counts = counts.at[3].set(0.0)  # an empty document
+        theta, phi = random_factors(41, num_docs, vocab_size, 4)
+        phi = phi.at[1, :7].set(0.0)  # zeros in the model where counts are zero too
+        layout = _plsa._layout(counts, by_word=True)
+        assert layout.transposed == (vocab_size > num_docs)
+        assert layout.blocks.shape == (26, 8, min(shape))  # the last block padded
+        model = theta @ phi
+        ratio = jnp.where(counts == 0, 0, counts / jnp.where(counts == 0, 1, model))
+        log_lik = jnp.sum(jnp.where(counts == 0, 0, counts * jnp.log(model)))
+        for doc_side, word_side in [(True, True), (True, False), (False, True), (False, False)]:
+            ll, doc_sums, word_sums = _plsa._e_step_sums(
+                layout, theta, phi, doc_side=doc_side, word_side=word_side
+            )
+            np.testing.assert_allclose(ll, log_lik, rtol=1e-12)
+            assert (doc_sums is None) != doc_side and (word_sums is None) != word_side
+            if doc_side:
+                np.testing.assert_allclose(doc_sums, ratio @ phi.T, rtol=1e-12)
+            if word_side:
+                np.testing.assert_allclose(word_sums, theta.T @ ratio, rtol=1e-12)
+        np.testing.assert_allclose(_plsa._doc_lengths(layout), jnp.sum(counts, axis=1))
+
+
 def test_sparse_path_never_builds_a_dense_array():
     num_docs, vocab_size, num_topics, nnz = 3000, 4000, 4, 500
     rng = np.random.default_rng(0)
