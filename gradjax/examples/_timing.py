@@ -21,14 +21,16 @@ import jax
 @dataclasses.dataclass(frozen=True)
 class Timing:
     """Seconds per call: ``median``, ``min`` and ``max`` over ``repeats`` timed calls, and
-    ``first`` for the first warm-up call (compilation + one run). ``result`` is the output
-    of the last call."""
+    ``first`` for the first warm-up call (compilation + one run). ``times`` are the timed
+    calls in order (round by round, for :func:`time_fns`); ``result`` is the output of
+    the last call."""
 
     median: float
     min: float
     first: float
     repeats: int
     max: float = math.nan
+    times: tuple[float, ...] = ()
     result: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -63,7 +65,9 @@ def time_fns(
             results[label] = jax.block_until_ready(fn())
             times[label].append(time.perf_counter() - start)
     return {
-        label: Timing(statistics.median(t), min(t), first[label], repeats, max(t), results[label])
+        label: Timing(
+            statistics.median(t), min(t), first[label], repeats, max(t), tuple(t), results[label]
+        )
         for label, t in times.items()
     }
 
