@@ -24,7 +24,6 @@ from jax.experimental import sparse
 from benchmarks._harness import Table, ms, ratio, time_fns
 from gradjax import em
 from gradjax.em import _plsa
-from gradjax.em._blocks import to_blocks
 
 
 def planted_dense_counts(num_docs, vocab_size, num_topics, doc_length, seed=0):
@@ -125,14 +124,13 @@ def dense_profile(counts, phi, theta):
     # Each part takes the blocks as an argument (a closed-over array would be a constant
     # that XLA could fold into the program).
     def blocked_gemms(blocks, lengths, t, p):  # the step's 3 GEMMs per block, R_b := N_b ⊙ M_b
-        left, right = (p.T, t.T) if layout.transposed else (t, p)
+        left_blocks, right = _plsa._block_factors(layout._replace(blocks=blocks), t, p)
 
         def block(acc, inputs):
             n_b, left_b = inputs
             ratio = n_b * _plsa._dot_rows(left_b, right)
             return acc + left_b @ ratio, right @ ratio.T
 
-        left_blocks = jnp.swapaxes(to_blocks(left, rows), 1, 2)
         return jax.lax.scan(block, jnp.zeros_like(right), (blocks, left_blocks))
 
     def sums(blocks, lengths, t, p):

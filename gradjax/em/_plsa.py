@@ -190,6 +190,14 @@ def _layout(counts: Counts, *, by_word: bool) -> Layout:
     return _DenseBlocks(to_blocks(counts, rows), num_rows, transposed)
 
 
+def _block_factors(counts: _DenseBlocks, theta: jax.Array, phi: jax.Array):
+    """The factors in the layout's orientation: the row factor's blocks as
+    (num_blocks, K, rows) and the column factor (K, columns); ``(Θ, Φ)`` for rows of
+    documents, ``(Φᵀ, Θᵀ)`` for rows of words."""
+    left, right = (phi.T, theta.T) if counts.transposed else (theta, phi)
+    return jnp.swapaxes(to_blocks(left, counts.blocks.shape[1]), 1, 2), right
+
+
 def _dot_rows(a: jax.Array, b: jax.Array) -> jax.Array:
     """``aᵀb`` for ``a`` (K, m), ``b`` (K, n), contracting the leading axis in place."""
     return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())))
@@ -216,7 +224,7 @@ def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side
         return _plsa_sparse.e_step_sums(counts, theta, phi, doc_side=doc_side, word_side=word_side)
     # Rows are documents (Nᵀ's sums are the transposes: with rows of words the left
     # factor is Φᵀ, the right Θᵀ, and R rightᵀ = (ΘᵀR)ᵀ, leftᵀR = (RΦᵀ)ᵀ).
-    left, right = (phi.T, theta.T) if counts.transposed else (theta, phi)
+    left_blocks, right = _block_factors(counts, theta, phi)
     row_side, column_side = (word_side, doc_side) if counts.transposed else (doc_side, word_side)
 
     def block(acc, inputs):
@@ -225,11 +233,9 @@ def _e_step_sums(counts: Layout, theta, phi, *, doc_side: bool = True, word_side
         column_sums = column_sums + sums if column_side else None
         return (log_lik + ll, column_sums), row_sums
 
-    blocks = counts.blocks
-    left_blocks = jnp.swapaxes(to_blocks(left, blocks.shape[1]), 1, 2)  # (blocks, K, rows)
     column_zeros = jnp.zeros(right.shape, theta.dtype) if column_side else None
     zeros = (jnp.zeros((), theta.dtype), column_zeros)
-    (log_lik, column_sums), row_sums = jax.lax.scan(block, zeros, (blocks, left_blocks))
+    (log_lik, column_sums), row_sums = jax.lax.scan(block, zeros, (counts.blocks, left_blocks))
     if row_side:
         row_sums = from_blocks(jnp.swapaxes(row_sums, 1, 2), counts.num_rows)  # (rows, K)
     if counts.transposed:

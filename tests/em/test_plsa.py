@@ -162,7 +162,7 @@ def test_dense_block_sums_are_the_formulas_in_either_orientation(monkeypatch, sh
         counts = small_counts(seed=40, num_docs=num_docs, vocab_size=vocab_size, num_topics=4)
         counts = counts.at[3].set(0.0)  # an empty document
         theta, phi = random_factors(41, num_docs, vocab_size, 4)
-        phi = phi.at[1, :7].set(0.0)  # zeros in the model where counts are zero too
+        phi = phi.at[1, :7].set(0.0)  # a topic that cannot emit seven of the words
         layout = _plsa._layout(counts, by_word=True)
         assert layout.transposed == (vocab_size > num_docs)
         assert layout.blocks.shape == (26, 8, min(shape))  # the last block padded
