@@ -6,7 +6,8 @@ from gradjax import gan as gan
 from gradjax import newton as newton
 from gradjax import optim as optim
 from gradjax import regularizers as regularizers
+from gradjax._status import Status as Status
 
 __version__ = "0.1.0"
 
-__all__ = ["attribution", "em", "gan", "newton", "optim", "regularizers"]
+__all__ = ["Status", "attribution", "em", "gan", "newton", "optim", "regularizers"]

@@ -698,3 +698,22 @@ def test_the_table_covers_every_public_function():
         "without a row": sorted(public - set(EXEMPT) - covered),
         "not public": sorted(covered - public),
     }
+
+
+# ------------------------------------------------- edge input with a documented outcome
+# Edge cases whose answer is a result, not an exception (issue 29): a row is
+# ``(function, call, check)``; ``check(call())`` asserts the documented outcome (a
+# status, or the value the docstring names). Each row failed on the code before it.
+# One list per area, as above, so the areas' rows stay apart.
+
+OUTCOMES_NEWTON: list = []
+OUTCOMES_EM: list = []
+OUTCOMES_REGULARIZERS: list = []
+OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "check"), OUTCOMES or [pytest.param(None, None, None, marks=pytest.mark.skip)]
+)
+def test_edge_input_gets_its_documented_outcome(name, call, check):
+    check(call())

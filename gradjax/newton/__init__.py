@@ -17,8 +17,8 @@ References:
   Jianlin, "Gradient descent and EM: one idea" (kexue.fm/archives/4277).
 """
 
+from gradjax._status import Status as Status
 from gradjax.newton._minimize import MinimizeResult as MinimizeResult
-from gradjax.newton._minimize import Status as Status
 from gradjax.newton._minimize import minimize as minimize
 from gradjax.newton._steps import gradient_descent_step as gradient_descent_step
 from gradjax.newton._steps import newton_cg_step as newton_cg_step

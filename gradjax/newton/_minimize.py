@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,6 +19,7 @@ from gradjax._checks import (
     floating_tree,
 )
 from gradjax._loop import scan_loop, while_loop
+from gradjax._status import Status
 from gradjax.newton._adjoint import implicit_adjoint
 from gradjax.newton._cg import matrix_free_model
 from gradjax.newton._line_search import line_search
@@ -34,22 +34,6 @@ OPTIONS = {
     "gradient_descent": {"learning_rate"},
 }
 _RUNNING = -1
-
-
-class Status(enum.IntEnum):
-    """How :func:`minimize` ended (``MinimizeResult.status`` holds the int32 code).
-
-    * ``SUCCESS``: ``‖g‖ <= tol`` at a point with no direction of negative curvature.
-    * ``MAX_STEPS``: ``num_steps`` steps were taken without success.
-    * ``NONFINITE``: ``fun`` or its gradient (or Hessian) became NaN/Inf; the last
-      finite iterate is returned.
-    * ``NO_DESCENT``: the line search found no decrease along the step.
-    """
-
-    SUCCESS = 0
-    MAX_STEPS = 1
-    NONFINITE = 2
-    NO_DESCENT = 3
 
 
 class MinimizeResult(NamedTuple):
