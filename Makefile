@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test test-fast lint bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,18 @@ lint: $(PY)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# XLA's compiled programs are kept in .jax_cache, so a second run compiles only what changed.
+PYTEST := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/.jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+	JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0 $(VENV)/bin/pytest -n 2
+
+# Everything: unit tests, doctests, the notebooks, the docs build, the wheel, multi-process runs.
 test: lint
-	$(VENV)/bin/pytest -n 2 --durations=15 --doctest-modules tests gradjax
+	$(PYTEST) --durations=15 --doctest-modules tests gradjax
+
+# While changing code: the unit tests and doctests, without notebooks and other slow tests.
+test-fast: $(PY)
+	$(PIP) -e ".[test]"
+	$(PYTEST) -m "not notebook and not slow" --doctest-modules tests gradjax
 
 bench: $(PY)
 	$(PIP) -e ".[bench]"
@@ -34,4 +44,4 @@ docs: $(PY)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) gradjax-tour .pytest_cache .ruff_cache docs/_build docs/generated
+	rm -rf $(VENV) .jax_cache gradjax-tour .pytest_cache .ruff_cache docs/_build docs/generated

@@ -11,8 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gradjax._checks import check_int, check_scalar
-
-from ._optional import require
+from gradjax._optional import require
 
 PAD, UNK = 0, 1
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradjax._checks import check_int, check_scalar
-
-from ._optional import require
+from gradjax._optional import require
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,12 @@
 """Small flax models used by the tour, the notebooks and the benchmarks (needs flax)."""
 
+from gradjax._optional import require
+
+require("flax", "flax")
+
+# ruff: noqa: E402
+# (flax is checked before the models import it, so a missing extra is named.)
+
 from ._fit import FitResult as FitResult
 from ._fit import fit as fit
 from ._gan import DCGANCritic as DCGANCritic

@@ -22,7 +22,7 @@ def run(out_dir: str | Path = "gradjax-tour", sections: tuple[str, ...] = SECTIO
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         raise ValueError(f"sections: unknown {unknown}; known {list(SECTIONS)}")
-    from gradjax.datasets._optional import require
+    from gradjax._optional import require
 
     require("matplotlib", "matplotlib").use("Agg")
     report = Report(Path(out_dir))
