@@ -80,6 +80,7 @@ def _copy_generated_sources() -> None:
 _copy_generated_sources()
 
 PUBLIC_MODULES = (
+    "gradjax",
     "gradjax.newton",
     "gradjax.em",
     "gradjax.optim",
@@ -90,8 +91,10 @@ PUBLIC_MODULES = (
 
 
 def public_names(module_name: str) -> list[str]:
-    """A module's public names: its ``__all__``, else what it defines without a leading _."""
+    """A module's public names (its ``__all__``, else what it defines without a leading _),
+    less submodules, which have sections of their own."""
     import importlib
+    import inspect
 
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
@@ -101,7 +104,7 @@ def public_names(module_name: str) -> list[str]:
             for n, v in vars(module).items()
             if not n.startswith("_") and getattr(v, "__module__", "").startswith(module_name)
         ]
-    return sorted(names)
+    return sorted(n for n in names if not inspect.ismodule(getattr(module, n)))
 
 
 def _write_api_page() -> None:
@@ -109,7 +112,8 @@ def _write_api_page() -> None:
     lines = [
         "# API reference",
         "",
-        "Rendered from the docstrings. Every name is importable as `gradjax.<module>.<name>`.",
+        "Rendered from the docstrings. Every name is importable as `gradjax.<module>.<name>`",
+        "(`gradjax.Status` at the top level).",
         "",
     ]
     for module_name in PUBLIC_MODULES:

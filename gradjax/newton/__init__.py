@@ -17,6 +17,7 @@ References:
   Jianlin, "Gradient descent and EM: one idea" (kexue.fm/archives/4277).
 """
 
+# gradjax.Status, under the name Newton has always used (documented once, at the top level).
 from gradjax._status import Status as Status
 from gradjax.newton._minimize import MinimizeResult as MinimizeResult
 from gradjax.newton._minimize import minimize as minimize
@@ -26,7 +27,6 @@ from gradjax.newton._steps import newton_step as newton_step
 
 __all__ = [
     "MinimizeResult",
-    "Status",
     "gradient_descent_step",
     "minimize",
     "newton_cg_step",
