@@ -77,7 +77,7 @@ def test_integrated_gradients_targets_equal_the_loop_with_per_target_completenes
         for fun, z, name in ((net, x, "ig"), (tree_net, tree, "ig_tree")):
             got = jitted(name, chunk_size)(p, z)
             want = loop(
-                lambda f: integrated_gradients(f, z, steps=6, method="gauss_legendre"),
+                lambda f, z=z: integrated_gradients(f, z, steps=6, method="gauss_legendre"),
                 p,
                 fun,
                 TARGETS,
