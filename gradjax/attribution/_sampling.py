@@ -104,28 +104,24 @@ def smooth_grad(
     def summed(eps, u):  # ∇ᵤ Σₖ f(x + εₖ + u) = Σₖ ∇f(x + εₖ): one reverse pass
         return jnp.sum(jax.vmap(fun)(jax.tree.map(lambda e, xi, ui: xi + e + ui, eps, x, u)), 0)
 
-    if squared:
-        rows_per_chunk = chunk_size
-        if targets is not None:
-            rows_per_chunk, targets_per_chunk = split_chunk(chunk_size, targets.indices.shape[0])
-
-        def chunk_sum(eps, indices=None):  # Σₖ (∇f(x + εₖ))², per target with indices
-            points = jax.tree.map(jnp.add, x, eps)
-            if indices is None:
-                grads = jax.vmap(jax.grad(fun))(points)
-            else:
-                cotangents = jax.nn.one_hot(indices, targets.num_outputs, dtype=targets.dtype)
-                grads = jax.vmap(lambda p: pullbacks(fun, p, cotangents))(points)
-            return jax.tree.map(lambda g: jnp.sum(jnp.square(g), axis=0), grads)
-
-        if targets is None:
-            total = chunked_sum(chunk_sum, noise, rows_per_chunk)
+    def squared_sum(eps, indices=None):  # Σₖ (∇f(x + εₖ))², per target with indices
+        points = jax.tree.map(jnp.add, x, eps)
+        if indices is None:
+            grads = jax.vmap(jax.grad(fun))(points)
         else:
-            total = map_over_targets(
-                lambda idx: chunked_sum(lambda e: chunk_sum(e, idx), noise, rows_per_chunk),
-                targets.indices,
-                targets_per_chunk,
-            )
+            cotangents = jax.nn.one_hot(indices, targets.num_outputs, dtype=targets.dtype)
+            grads = jax.vmap(lambda p: pullbacks(fun, p, cotangents))(points)
+        return jax.tree.map(lambda g: jnp.sum(jnp.square(g), axis=0), grads)
+
+    if squared and targets is None:
+        total = chunked_sum(squared_sum, noise, chunk_size)
+    elif squared:
+        rows_per_chunk, targets_per_chunk = split_chunk(chunk_size, targets.indices.shape[0])
+        total = map_over_targets(
+            lambda idx: chunked_sum(lambda e: squared_sum(e, idx), noise, rows_per_chunk),
+            targets.indices,
+            targets_per_chunk,
+        )
     elif targets is None:
         total = chunked_sum(
             lambda eps: jax.grad(lambda u: summed(eps, u))(zeros), noise, chunk_size

@@ -138,7 +138,7 @@ def sentiment_part(report, sec):
         f"{float(np.max(np.abs(gaps))):.1e} over {len(texts)} sentences",
         "completeness; the reference's negative-word reading",
     )
-    return model, params, vocab
+    return model, params, data
 
 
 def transformer_scores(model, params, vocab, texts):
