@@ -154,7 +154,8 @@ def transformer_scores(model, params, vocab, texts):
         scores = attribution.token_attributions(
             lambda z: probs(z)[label], e, steps=32, method="gauss_legendre", mask=m
         )
-        return label, probs(e)[label], scores
+        gap = jnp.sum(scores) - (probs(e)[label] - probs(jnp.zeros_like(e))[label])
+        return label, probs(e)[label], scores, gap
 
     return jax.jit(jax.vmap(explain))(emb, mask)
 
@@ -168,7 +169,7 @@ def transformer_part(report, sec, data, cnn, cnn_params):
         batch_size=32, progress=False,
     )  # fmt: skip
     texts = list(REFERENCE_SENTENCES)
-    t_labels, t_probs, t_scores = (
+    t_labels, t_probs, t_scores, t_gaps = (
         np.asarray(a) for a in transformer_scores(model, params, vocab, texts)
     )
     c_labels, c_probs, c_scores, _, _ = (
@@ -191,15 +192,18 @@ def transformer_part(report, sec, data, cnn, cnn_params):
         f"{TRANSFORMER['num_layers']} layers, learned positions, mean pooling over unpadded "
         f"characters), trained for {TRANSFORMER_STEPS} Adam steps: {accuracy:.1%} held-out "
         "accuracy. Integrated gradients on its character embeddings (32 Gauss–Legendre "
-        "steps, zero baseline, the predicted class's probability), beside the CNN's:"
+        "steps, zero baseline, the predicted class's probability), beside the CNN's; the "
+        "scores of a sentence add up to p(x) − p(0) up to "
+        f"{float(np.max(np.abs(t_gaps))):.1e}:"
     )
     sec.html(
         f"<table><tr><th>CharCNN</th><th>TransformerClassifier</th></tr>{''.join(rows)}</table>"
     )
     report.add_summary(
         "integrated_gradients, Chinese sentiment transformer",
-        f"test acc {accuracy:.1%}; token heat-maps beside the CNN's",
-        "completeness per sentence (as the CNN)",
+        f"test acc {accuracy:.1%}; max |Σ token scores − (p(x) − p(0))| = "
+        f"{float(np.max(np.abs(t_gaps))):.1e} over {len(texts)} sentences",
+        "completeness; heat-maps beside the CNN's",
     )
     lm_part(report, sec, data)
 
@@ -232,8 +236,13 @@ def lm_part(report, sec, data):
     fig, ax = plt.subplots(figsize=(0.38 * len(chars) + 1.5, 0.38 * LM_NEW + 1.2))
     limit = float(np.max(np.abs(matrix))) or 1.0
     image = ax.imshow(matrix, cmap="bwr", vmin=-limit, vmax=limit)
-    ax.set_xticks(range(len(chars)), chars, fontproperties=_cjk_font())
-    ax.set_yticks(range(LM_NEW), chars[len(LM_PROMPT) :], fontproperties=_cjk_font())
+    font = _cjk_font()
+    if font is None:  # no Chinese glyphs here: number the positions (the text gives them)
+        labels = [f"{i}" for i in range(len(chars))]
+    else:
+        labels = chars
+    ax.set_xticks(range(len(chars)), labels, fontproperties=font)
+    ax.set_yticks(range(LM_NEW), labels[len(LM_PROMPT) :], fontproperties=font)
     ax.set_xlabel("attributed token (prompt, then generated)")
     ax.set_ylabel("generated token")
     fig.colorbar(image, ax=ax, fraction=0.03)
