@@ -536,7 +536,9 @@ def llm_attribution(quick: bool) -> Table:
         ],
         rows,
         notes=[
-            f"The same CausalLM in flax and torch (twin logits agree to {twin_diff:.1e}); "
+            f"The same CausalLM in flax and torch (twin logits agree to {twin_diff:.1e}, "
+            f"within 1e-5: {'yes' if twin_diff <= 1e-5 else 'NO'}; matrices within 1e-4: "
+            f"{'yes' if diff <= 1e-4 else 'NO'}); "
             "greedy continuation; baseline: token id 0 on the prompt (Captum's TextTokenInput "
             "default), the generated tokens kept. Captum's matrix is (generated, prompt); "
             "gradjax's prompt columns are compared. Target: >= 3x, matrices within 1e-4.",
