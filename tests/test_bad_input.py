@@ -520,6 +520,9 @@ IG, SG, EG = (
     attribution.expected_gradients,
 )
 EMB = jnp.ones((3, 2))
+SEQ = attribution.sequence_attributions
+VEC2 = lambda z: jnp.stack([z.sum(), (z**2).sum()])  # noqa: E731
+LM2 = lambda e: jnp.cumsum(e, axis=0)  # a causal "LM" with a vocabulary of 2  # noqa: E731
 ATTRIBUTION = [
     ("attribution.integrated_gradients", lambda: IG(sq, V3, steps="8"), TypeError, "steps"),
     ("attribution.integrated_gradients", lambda: IG(sq, C3), TypeError, "x"),
@@ -594,6 +597,39 @@ ATTRIBUTION = [
      "tokens must be a sequence"),
     ("attribution.token_scores", lambda: attribution.token_scores(jnp.ones((0, 2))), ValueError,
      "attributions must be non-empty"),
+    # Many targets (issue 27): int indices in range of fun's (C,) output.
+    ("attribution.integrated_gradients", lambda: IG(VEC2, V3, targets=[0.0]), TypeError,
+     "targets"),
+    ("attribution.integrated_gradients", lambda: IG(VEC2, V3, targets=[2]), ValueError,
+     r"targets must be indices in \[0, 2\)"),
+    ("attribution.integrated_gradients", lambda: IG(sq, V3, targets=[0]), ValueError,
+     "fun must return a vector"),
+    ("attribution.smooth_grad", lambda: SG(KEY, VEC2, V3, stdev=0.1, targets=[True]),
+     TypeError, "targets"),
+    ("attribution.expected_gradients", lambda: EG(KEY, VEC2, V3, jnp.ones((2, 3)),
+                                                  targets=[[0]]), ValueError, "targets"),
+    ("attribution.layer_integrated_gradients", lambda: attribution.layer_integrated_gradients(
+        jnp.sin, VEC2, V3, targets=[-1]), ValueError, "targets"),
+    ("attribution.sequence_attributions", lambda: SEQ(LM2, EMB, jnp.array([0.0])), TypeError,
+     "generated"),
+    ("attribution.sequence_attributions", lambda: SEQ(LM2, EMB, jnp.array([2])), ValueError,
+     "generated"),
+    ("attribution.sequence_attributions", lambda: SEQ(LM2, EMB, jnp.array([0, 1, 1])),
+     ValueError, "generated must be shorter"),
+    ("attribution.sequence_attributions", lambda: SEQ(LM2, EMB, jnp.array([1]),
+                                                      method="saliency"), ValueError, "method"),
+    ("attribution.sequence_attributions", lambda: SEQ(LM2, EMB[0], jnp.array([1])), ValueError,
+     "embeddings"),
+    ("attribution.sequence_attributions", lambda: SEQ(LM2, EMB.at[0, 0].set(jnp.nan),
+                                                      jnp.array([1])), ValueError, "embeddings"),
+    ("attribution.sequence_attributions", lambda: SEQ(jnp.sum, EMB, jnp.array([1])), ValueError,
+     "fun must map"),
+    ("models.CausalLM", lambda: models.CausalLM(8, d_model=8, num_heads=1, max_len=4).init(
+        KEY, jnp.zeros(5, jnp.int32)), ValueError, "max_len=4"),
+    ("models.CausalLM", lambda: models.CausalLM(8, d_model=10, num_heads=3).init(
+        KEY, jnp.zeros(2, jnp.int32)), ValueError, "d_model"),
+    ("models.TransformerClassifier", lambda: models.TransformerClassifier(
+        8, d_model=8, num_heads=1).init(KEY), ValueError, "tokens and embeddings"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- datasets, models
@@ -709,7 +745,20 @@ def test_the_table_covers_every_public_function():
 OUTCOMES_NEWTON: list = []
 OUTCOMES_EM: list = []
 OUTCOMES_REGULARIZERS: list = []
-OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS
+OUTCOMES_ATTRIBUTION: list = [
+    # Adaptive IG reports why it stopped: the tolerance met, the budget spent, or NaN.
+    ("attribution.integrated_gradients", lambda: IG(
+        lambda z: jnp.sum(z**3), V3, method="adaptive", steps=15, return_gap=True),
+     lambda r: int(r.status) == newton.Status.SUCCESS and bool(r.converged)),
+    ("attribution.integrated_gradients", lambda: IG(
+        lambda z: jax.nn.sigmoid(60 * (jnp.sum(z) - 1.5)), V3, method="adaptive", steps=15,
+        tol=1e-10, return_gap=True),
+     lambda r: int(r.status) == newton.Status.MAX_STEPS and not bool(r.converged)),
+    ("attribution.integrated_gradients", lambda: jax.jit(lambda x: IG(
+        lambda z: jnp.sum(jnp.log(z - 0.5)), x, method="adaptive", steps=45, return_gap=True))(
+        jnp.ones(3)), lambda r: int(r.status) == newton.Status.NONFINITE and not bool(r.converged)),
+]  # fmt: skip
+OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS + OUTCOMES_ATTRIBUTION
 
 
 @pytest.mark.parametrize(
