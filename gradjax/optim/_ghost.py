@@ -260,9 +260,9 @@ def ghost_chunk(loss, scale_fn, max_norm, other_layers):
         values, pullback, (captured, aux) = jax.vjp(forward, leaves, fb, probes, has_aux=True)
         _, fb_grads, deltas = pullback(jnp.ones_like(values))
         ghost_calls = [calls[j] for j in probed]
-        squared = jax.vmap(lambda c, d: _ghost_squared_norms(ghost_calls, c, d, leaves))(
-            captured, deltas
-        )
+        squared = jax.vmap(
+            lambda c, d: _ghost_squared_norms(ghost_calls, c, d, leaves), axis_size=n
+        )(captured, deltas)
         if fallback:
             squared = squared + jax.vmap(lambda g: jnp.square(_norm(g)))(fb_grads).astype(
                 squared.dtype

@@ -37,8 +37,8 @@ class PerExampleClipInfo(NamedTuple):
       norms: (B,) float32, each example's gradient norm ‖gᵢ‖ *before* clipping.
       clipped_fraction: float32 scalar, the fraction of examples with ‖gᵢ‖ > γ (those
         the hard form scales down; the soft form scales every example).
-      aux: the user's aux with ``has_aux``, each example's stacked on a leading axis of
-        size B; ``None`` otherwise.
+      aux: the user's aux with ``has_aux``: that of each example's call (on its batch of
+        one), stacked on a leading axis of size B; ``None`` otherwise.
     """
 
     norms: jax.Array
