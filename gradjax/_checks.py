@@ -223,3 +223,24 @@ def real_array(name: str, value: Any) -> jax.Array:
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
     return jnp.asarray(value)
+
+
+def index_array(name: str, value: Any, size: int | None = None) -> jax.Array:
+    """A non-empty 1-D integer (not bool) array of indices, in ``[0, size)`` where concrete.
+
+    Lists and NumPy arrays are checked before conversion (under ``jit`` the converted
+    constant would be traced).
+    """
+    dtype = _dtype_of(value)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+        what = f"dtype {dtype}" if dtype is not None else type(value).__name__
+        raise TypeError(f"{name} must be an integer array of indices, got {what}")
+    if not isinstance(value, jax.Array):
+        value = np.asarray(value)
+    if value.ndim != 1 or value.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array of indices, got shape {value.shape}"
+        )
+    if size is not None and concrete_any(value, lambda v: (v < 0) | (v >= size)):
+        raise ValueError(f"{name} must be indices in [0, {size}), got entries out of range")
+    return jnp.asarray(value)

@@ -6,7 +6,10 @@ Gauss–Kronrod refinement (:func:`integrated_gradients`), and their layer versi
 (:func:`layer_integrated_gradients` on the straight path in layer space,
 :func:`layer_conductance` along the input path). Sampled methods average gradients:
 SmoothGrad (:func:`smooth_grad`) and expected gradients over a set of baselines
-(:func:`expected_gradients`). Text models reduce embedding attributions to one score
+(:func:`expected_gradients`). Every one of these attributes many outputs in one call
+with ``targets=`` (one linearisation per point, ``jax.vmap`` over one-hot
+cotangents). :func:`sequence_attributions` attributes each token a causal language
+model generated to every earlier token. Text models reduce embedding attributions to one score
 per token (:func:`token_attributions`, :func:`token_scores`) and shade them
 (:func:`render_html`); :func:`heatmap_overlay` draws image attributions (it imports
 matplotlib when called).
@@ -31,6 +34,9 @@ from ._quadrature import quadrature as quadrature
 from ._result import IntegratedGradientsResult as IntegratedGradientsResult
 from ._sampling import expected_gradients as expected_gradients
 from ._sampling import smooth_grad as smooth_grad
+from ._sequence import SEQUENCE_METHODS as SEQUENCE_METHODS
+from ._sequence import SequenceAttributionResult as SequenceAttributionResult
+from ._sequence import sequence_attributions as sequence_attributions
 from ._tokens import FORMULAS as FORMULAS
 from ._tokens import REDUCTIONS as REDUCTIONS
 from ._tokens import render_html as render_html
@@ -42,7 +48,9 @@ __all__ = [
     "FORMULAS",
     "METHODS",
     "REDUCTIONS",
+    "SEQUENCE_METHODS",
     "IntegratedGradientsResult",
+    "SequenceAttributionResult",
     "expected_gradients",
     "heatmap_overlay",
     "integrated_gradients",
@@ -50,6 +58,7 @@ __all__ = [
     "layer_integrated_gradients",
     "quadrature",
     "render_html",
+    "sequence_attributions",
     "smooth_grad",
     "token_attributions",
     "token_scores",

@@ -17,7 +17,7 @@ import optax
 
 from gradjax._checks import check_int
 
-from ._args import check_chunk_size, check_scalar_fn
+from ._args import check_chunk_size, check_scalar_output
 from ._quadrature import gauss_kronrod_15
 from ._result import IntegratedGradientsResult, tree_total, with_gap
 
@@ -35,22 +35,22 @@ class _Panels(NamedTuple):
 
 
 def adaptive_integrated_gradients(
-    fn, x, baseline, steps, tol, chunk_size
+    fun, x, baseline, steps, tol, chunk_size
 ) -> IntegratedGradientsResult:
     """See :func:`gradjax.attribution.integrated_gradients` with ``method="adaptive"``."""
     budget = check_int("steps", steps, NODES_PER_PANEL)
     chunk_size = check_chunk_size(chunk_size)
-    check_scalar_fn("fn", fn, x)
+    check_scalar_output("fun", fun, x)
     max_panels = 1 + (budget - NODES_PER_PANEL) // (2 * NODES_PER_PANEL)
     delta = jax.tree.map(jnp.subtract, x, baseline)
-    f_x, f_baseline = fn(x), fn(baseline)
+    f_x, f_baseline = fun(x), fun(baseline)
     target = f_x - f_baseline
     dtype = target.dtype
     threshold = tol * jnp.maximum(jnp.abs(target), jnp.finfo(dtype).tiny)
     nodes, kronrod_w, gauss_w = (jnp.asarray(a, dtype) for a in gauss_kronrod_15())
 
     def gradient(alpha):
-        return jax.grad(fn)(
+        return jax.grad(fun)(
             jax.tree.map(lambda b, d: b + alpha.astype(d.dtype) * d, baseline, delta)
         )
 
@@ -113,4 +113,4 @@ def adaptive_integrated_gradients(
     total = jax.tree.map(lambda k: jnp.sum(k, axis=0), panels.kronrod)
     attributions = optax.tree.mul(delta, total)
     evaluations = NODES_PER_PANEL + 2 * NODES_PER_PANEL * (panels.count - 1)
-    return with_gap(attributions, f_x, f_baseline, evaluations)
+    return with_gap(attributions, f_x, f_baseline, evaluations, jnp.abs(panels.gap) <= threshold)

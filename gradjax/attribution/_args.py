@@ -44,8 +44,8 @@ def as_baseline(baseline: PyTree, x: PyTree, name: str = "baseline") -> PyTree:
     return baseline
 
 
-def check_scalar_fn(name: str, fn: Any, x: PyTree) -> None:
-    """``fn(x)`` must be a floating scalar: the class to explain, selected."""
+def check_scalar_output(name: str, fun: Any, x: PyTree) -> None:
+    """``fun(x)`` must be a floating scalar: the class to explain, selected."""
     check_scalar_fun(
-        name, fn, x, hint="; select the class to explain, e.g. lambda x: model(x)[label]"
+        name, fun, x, hint="; select the class to explain, e.g. lambda x: model(x)[label]"
     )

@@ -11,55 +11,81 @@ import jax.numpy as jnp
 from gradjax._checks import check_bool, check_scalar
 
 from ._adaptive import adaptive_integrated_gradients
-from ._args import as_baseline, check_chunk_size, check_scalar_fn, input_tree
+from ._args import as_baseline, check_chunk_size, check_scalar_output, input_tree
 from ._chunks import chunked_sum
 from ._quadrature import ADAPTIVE, METHODS, quadrature
 from ._result import IntegratedGradientsResult, with_gap
+from ._targets import check_targets, summed_pullbacks
 
 PyTree = Any
 DEFAULT_TOL = 1e-4
 
 
-def path_gradient_sum(fn, baseline, delta, nodes, weights, chunk_size):
+def _point(baseline, delta, alphas, u):
+    """``x̄ + αₖδ + u`` for every node ``αₖ``: leaves with a leading nodes axis."""
+
+    def leaf(b, d, ui):
+        a = alphas.astype(d.dtype).reshape((-1,) + (1,) * d.ndim)
+        return b + a * d + ui
+
+    return jax.tree.map(leaf, baseline, delta, u)
+
+
+def path_gradient_sum(fun, baseline, delta, nodes, weights, chunk_size, targets=None):
     """``Σₖ wₖ ∇f(x̄ + αₖ·δ)``, steps vmapped, optionally ``chunk_size`` at a time.
 
     The weighted sum is itself one gradient: with ``h(u) = Σₖ wₖ f(x̄ + αₖδ + u)``,
     ``∇h(0) = Σₖ wₖ ∇f(x̄ + αₖδ)``. Reverse mode then seeds each step's output with
     its weight and sums the steps' input cotangents in the broadcast of ``u``, so
-    the per-step gradients are never stacked and reweighted separately.
+    the per-step gradients are never stacked and reweighted separately. With
+    ``targets`` (a :class:`Targets`), ``h`` is a vector and its one linearisation is
+    pulled back along each target's one-hot cotangent (a leading targets axis).
     """
+    data = (jnp.asarray(nodes), jnp.asarray(weights))
+    zeros = jax.tree.map(jnp.zeros_like, delta)
 
-    def chunk_sum(chunk):
+    def weighted_total(chunk, u):
         alphas, ws = chunk
+        values = jax.vmap(fun)(_point(baseline, delta, alphas, u))
+        return jnp.tensordot(ws.astype(values.dtype), values, 1)
 
-        def weighted_total(u):
-            def point(b, d, ui):
-                a = alphas.astype(d.dtype).reshape((-1,) + (1,) * d.ndim)
-                return b + a * d + ui
-
-            values = jax.vmap(fn)(jax.tree.map(point, baseline, delta, u))
-            return jnp.dot(ws.astype(values.dtype), values)
-
-        return jax.grad(weighted_total)(jax.tree.map(jnp.zeros_like, delta))
-
-    return chunked_sum(chunk_sum, (jnp.asarray(nodes), jnp.asarray(weights)), chunk_size)
+    if targets is not None:
+        return summed_pullbacks(weighted_total, zeros, data, targets, chunk_size)
+    return chunked_sum(
+        lambda chunk: jax.grad(lambda u: weighted_total(chunk, u))(zeros), data, chunk_size
+    )
 
 
-def path_attributions(fn, x, baseline, steps, method, chunk_size, alpha_scaled, name="fn"):
+def path_attributions(
+    fun, x, baseline, steps, method, chunk_size, alpha_scaled, name="fun", targets=None
+):
     """``δ ⊙ Σₖ wₖ ∇f(x̄ + αₖδ)`` with ``δ = x - x̄``, or with weights ``wₖαₖ`` if
-    ``alpha_scaled``; checks the static options and ``fn`` first."""
+    ``alpha_scaled``; checks the static options and ``fun`` first. With ``targets``
+    (the raw option), ``fun`` returns a vector and the result has a targets axis."""
     nodes, weights = quadrature(method, steps)
     chunk_size = check_chunk_size(chunk_size)
-    check_scalar_fn(name, fn, x)
+    if targets is None:
+        check_scalar_output(name, fun, x)
+    else:
+        targets = check_targets(name, fun, targets, x)
     if alpha_scaled:
         weights = weights * nodes
     delta = jax.tree.map(jnp.subtract, x, baseline)
-    grad_sum = path_gradient_sum(fn, baseline, delta, nodes, weights, chunk_size)
+    grad_sum = path_gradient_sum(fun, baseline, delta, nodes, weights, chunk_size, targets)
     return jax.tree.map(jnp.multiply, delta, grad_sum)
 
 
+def gap_result(attributions, fun, x, baseline, evaluations, targets):
+    """The result with its completeness gap, per target when ``targets`` is given."""
+    f_x, f_baseline = fun(x), fun(baseline)
+    if targets is not None:
+        indices = jnp.asarray(targets)
+        f_x, f_baseline = f_x[indices], f_baseline[indices]
+    return with_gap(attributions, f_x, f_baseline, evaluations)
+
+
 def integrated_gradients(
-    fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     baseline: PyTree = None,
     *,
@@ -68,6 +94,7 @@ def integrated_gradients(
     chunk_size: int | None = None,
     tol: float | None = None,
     return_gap: bool = False,
+    targets: Any = None,
 ) -> PyTree | IntegratedGradientsResult:
     """Integrated gradients of a scalar function: ``(x - x̄) ⊙ ∫₀¹ ∇f(x̄ + α(x - x̄)) dα``.
 
@@ -96,9 +123,9 @@ def integrated_gradients(
     (``NamedSharding`` on its leading axis) is attributed where it lives.
 
     Args:
-      fn: ``fn(x) -> scalar``, e.g. the logit or probability of one class:
+      fun: ``fun(x) -> scalar``, e.g. the logit or probability of one class:
         ``lambda x: model.apply(params, x)[label]`` (a vector output is rejected:
-        choose the class in ``fn``).
+        choose the class in ``fun``); with ``targets``, ``fun(x) -> (C,)`` outputs.
       x: the input, an array or any pytree of floating arrays.
       baseline: the reference ``x̄``: the same pytree as ``x`` with leaves of the
         same shapes (or scalars). Defaults to zeros.
@@ -111,12 +138,18 @@ def integrated_gradients(
       tol: the relative completeness tolerance of ``"adaptive"`` (default 1e-4);
         only for that method.
       return_gap: also return the completeness gap, a finiteness flag and the
-        evaluations used (two more evaluations of ``fn``, which ``"adaptive"``
-        makes anyway).
+        evaluations used and a :class:`gradjax.Status` (two more evaluations of
+        ``fun``, which ``"adaptive"`` makes anyway).
+      targets: (K,) int indices into ``fun``'s output vector: attribute each of these
+        outputs in one call. Each node is linearised once (one ``jax.vjp``, all steps
+        batched) and its transpose is ``jax.vmap``-ed over the K one-hot cotangents,
+        instead of K full passes; ``chunk_size`` then bounds the (step, target) pairs
+        evaluated together. Not with ``"adaptive"``.
 
     Returns:
-      The attributions, same pytree, shapes and dtypes as ``x``; with
-      ``return_gap=True`` an :class:`IntegratedGradientsResult`.
+      The attributions, same pytree, shapes and dtypes as ``x`` (with a leading
+      targets axis of size K when ``targets`` is given); with ``return_gap=True`` an
+      :class:`IntegratedGradientsResult` (gaps of shape (K,) with ``targets``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -130,8 +163,12 @@ def integrated_gradients(
       ...                               return_gap=True)
       >>> [round(float(a), 3) for a in result.attributions], int(result.evaluations)
       ([0.5, -1.0, 1.5], 45)
-      >>> bool(abs(result.completeness_gap) <= 1e-4)  # f(x) - f(0) = 1 here
-      True
+      >>> bool(abs(result.completeness_gap) <= 1e-4), bool(result.converged)  # f(x) - f(0) = 1
+      (True, True)
+      >>> W = jnp.array([[1.0, 0.0, 2.0], [0.0, 3.0, -1.0]])  # two outputs, both at once
+      >>> integrated_gradients(lambda x: W @ x, jnp.ones(3), targets=jnp.array([1, 0]), steps=4)
+      Array([[ 0.,  3., -1.],
+             [ 1.,  0.,  2.]], dtype=float32)
 
     References:
       Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017
@@ -141,10 +178,12 @@ def integrated_gradients(
     """
     check_bool("return_gap", return_gap)
     if method == ADAPTIVE:
+        if targets is not None:
+            raise ValueError("targets applies to the fixed rules, not method='adaptive'")
         tol = DEFAULT_TOL if tol is None else check_scalar("tol", tol, 0.0, strict=True)
         x = input_tree("x", x)
         baseline = as_baseline(baseline, x)
-        result = adaptive_integrated_gradients(fn, x, baseline, steps, tol, chunk_size)
+        result = adaptive_integrated_gradients(fun, x, baseline, steps, tol, chunk_size)
         return result if return_gap else result.attributions
     if tol is not None:
         raise ValueError(f"tol applies to method='adaptive' only, got tol with method={method!r}")
@@ -152,7 +191,9 @@ def integrated_gradients(
         raise ValueError(f"method must be one of {[*METHODS, ADAPTIVE]}, got {method!r}")
     x = input_tree("x", x)
     baseline = as_baseline(baseline, x)
-    attributions = path_attributions(fn, x, baseline, steps, method, chunk_size, False)
+    attributions = path_attributions(
+        fun, x, baseline, steps, method, chunk_size, False, targets=targets
+    )
     if not return_gap:
         return attributions
-    return with_gap(attributions, fn(x), fn(baseline), steps)
+    return gap_result(attributions, fun, x, baseline, steps, targets)

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 
 from gradjax._checks import check_bool, check_callable
 
-from ._args import as_baseline, check_chunk_size, check_scalar_fn, input_tree
+from ._args import as_baseline, check_chunk_size, check_scalar_output, input_tree
 from ._chunks import chunked_sum
-from ._integrated import path_attributions
+from ._integrated import gap_result, path_attributions
 from ._quadrature import quadrature
 from ._result import IntegratedGradientsResult, with_gap
 
@@ -40,6 +40,7 @@ def layer_integrated_gradients(
     method: str = "gauss_legendre",
     chunk_size: int | None = None,
     return_gap: bool = False,
+    targets: Any = None,
 ) -> PyTree | IntegratedGradientsResult:
     """Layer integrated gradients: IG of ``head`` on the straight path in layer space.
 
@@ -56,7 +57,8 @@ def layer_integrated_gradients(
 
     Args:
       body: ``body(x) -> h``, the model up to the layer (any pytree of floating arrays).
-      head: ``head(h) -> scalar``, the rest of the model and the class to explain.
+      head: ``head(h) -> scalar``, the rest of the model and the class to explain;
+        with ``targets``, ``head(h) -> (C,)`` outputs.
       x: the input, an array or any pytree of floating arrays.
       baseline: the reference input ``x̄`` (x's pytree, leaves of x's shapes or scalars);
         defaults to zeros.
@@ -64,10 +66,13 @@ def layer_integrated_gradients(
       method: a fixed rule of :func:`quadrature`.
       chunk_size: if given, evaluate the steps this many at a time.
       return_gap: also return the completeness gap, a finiteness flag and ``steps``.
+      targets: (K,) int indices into ``head``'s output vector, attributed in one call
+        (one linearisation per node, as in :func:`integrated_gradients`).
 
     Returns:
-      The attributions, the same pytree and shapes as ``body(x)``; with
-      ``return_gap=True`` an :class:`IntegratedGradientsResult`.
+      The attributions, the same pytree and shapes as ``body(x)`` (a leading targets
+      axis of size K with ``targets``); with ``return_gap=True`` an
+      :class:`IntegratedGradientsResult`.
 
     Example:
       >>> import jax.numpy as jnp
@@ -86,11 +91,11 @@ def layer_integrated_gradients(
     x, baseline = _layer_inputs(body, head, x, baseline)
     h, h_baseline = body(x), body(baseline)
     attributions = path_attributions(
-        head, h, h_baseline, steps, method, chunk_size, False, name="head"
+        head, h, h_baseline, steps, method, chunk_size, False, name="head", targets=targets
     )
     if not return_gap:
         return attributions
-    return with_gap(attributions, head(h), head(h_baseline), steps)
+    return gap_result(attributions, head, h, h_baseline, steps, targets)
 
 
 def layer_conductance(
@@ -155,7 +160,7 @@ def layer_conductance(
     nodes, weights = quadrature(method, steps)
     chunk_size = check_chunk_size(chunk_size)
     h = body(x)
-    check_scalar_fn("head", head, h)
+    check_scalar_output("head", head, h)
     delta = jax.tree.map(jnp.subtract, x, baseline)
 
     def chunk_sum(chunk):

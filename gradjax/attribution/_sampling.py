@@ -17,21 +17,23 @@ from gradjax._checks import (
     floating_tree,
 )
 
-from ._args import check_chunk_size, check_scalar_fn, input_tree
+from ._args import check_chunk_size, check_scalar_output, input_tree
 from ._chunks import chunked_sum
+from ._targets import check_targets, map_over_targets, pullbacks, split_chunk, summed_pullbacks
 
 PyTree = Any
 
 
 def smooth_grad(
     key: jax.Array,
-    fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     *,
     stdev: float,
     num_samples: int = 25,
     squared: bool = False,
     chunk_size: int | None = None,
+    targets: Any = None,
 ) -> PyTree:
     """SmoothGrad: the gradient averaged over Gaussian perturbations of the input.
 
@@ -52,15 +54,21 @@ def smooth_grad(
 
     Args:
       key: a PRNG key (``jax.random.key(seed)``).
-      fn: ``fn(x) -> scalar``, e.g. ``lambda x: model.apply(params, x)[label]``.
+      fun: ``fun(x) -> scalar``, e.g. ``lambda x: model.apply(params, x)[label]``;
+        with ``targets``, ``fun(x) -> (C,)`` outputs.
       x: the input, an array or any pytree of floating arrays.
       stdev: the noise standard deviation σ >= 0, a scalar.
       num_samples: the number of noisy samples n >= 1.
       squared: average the squared gradients (SmoothGrad-Squared).
-      chunk_size: if given, evaluate the samples this many at a time.
+      chunk_size: if given, evaluate the samples this many at a time (with
+        ``targets``: this many (sample, target) pairs).
+      targets: (K,) int indices into ``fun``'s output vector, each attributed with
+        the same noise: one linearisation per sample, ``jax.vmap``-ed over the K
+        one-hot cotangents.
 
     Returns:
-      The averaged gradient, the same pytree, shapes and dtypes as ``x``.
+      The averaged gradient, the same pytree, shapes and dtypes as ``x`` (a leading
+      targets axis of size K with ``targets``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -79,7 +87,10 @@ def smooth_grad(
     n = check_int("num_samples", num_samples, 1)
     check_bool("squared", squared)
     chunk_size = check_chunk_size(chunk_size)
-    check_scalar_fn("fn", fn, x)
+    if targets is None:
+        check_scalar_output("fun", fun, x)
+    else:
+        targets = check_targets("fun", fun, targets, x)
     leaves, treedef = jax.tree.flatten(x)
     keys = jax.random.split(key, len(leaves))
     noise = treedef.unflatten(
@@ -88,19 +99,39 @@ def smooth_grad(
             for k, leaf in zip(keys, leaves, strict=True)
         ]
     )
+    zeros = jax.tree.map(jnp.zeros_like, x)
 
-    def chunk_sum(eps):
-        points = jax.tree.map(jnp.add, x, eps)
-        if squared:
-            grads = jax.vmap(jax.grad(fn))(points)
+    def summed(eps, u):  # ∇ᵤ Σₖ f(x + εₖ + u) = Σₖ ∇f(x + εₖ): one reverse pass
+        return jnp.sum(jax.vmap(fun)(jax.tree.map(lambda e, xi, ui: xi + e + ui, eps, x, u)), 0)
+
+    if squared:
+        rows_per_chunk = chunk_size
+        if targets is not None:
+            rows_per_chunk, targets_per_chunk = split_chunk(chunk_size, targets.indices.shape[0])
+
+        def chunk_sum(eps, indices=None):  # Σₖ (∇f(x + εₖ))², per target with indices
+            points = jax.tree.map(jnp.add, x, eps)
+            if indices is None:
+                grads = jax.vmap(jax.grad(fun))(points)
+            else:
+                cotangents = jax.nn.one_hot(indices, targets.num_outputs, dtype=targets.dtype)
+                grads = jax.vmap(lambda p: pullbacks(fun, p, cotangents))(points)
             return jax.tree.map(lambda g: jnp.sum(jnp.square(g), axis=0), grads)
 
-        def summed(u):  # ∇ᵤ Σₖ f(pₖ + u) = Σₖ ∇f(pₖ): one reverse pass
-            return jnp.sum(jax.vmap(fn)(jax.tree.map(jnp.add, points, u)))
-
-        return jax.grad(summed)(jax.tree.map(jnp.zeros_like, x))
-
-    total = chunked_sum(chunk_sum, noise, chunk_size)
+        if targets is None:
+            total = chunked_sum(chunk_sum, noise, rows_per_chunk)
+        else:
+            total = map_over_targets(
+                lambda idx: chunked_sum(lambda e: chunk_sum(e, idx), noise, rows_per_chunk),
+                targets.indices,
+                targets_per_chunk,
+            )
+    elif targets is None:
+        total = chunked_sum(
+            lambda eps: jax.grad(lambda u: summed(eps, u))(zeros), noise, chunk_size
+        )
+    else:
+        total = summed_pullbacks(summed, zeros, noise, targets, chunk_size)
     return jax.tree.map(lambda t: t / n, total)
 
 
@@ -129,12 +160,13 @@ def _as_baselines(baselines: PyTree, x: PyTree) -> tuple[PyTree, int]:
 
 def expected_gradients(
     key: jax.Array,
-    fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     baselines: PyTree,
     *,
     num_samples: int = 64,
     chunk_size: int | None = None,
+    targets: Any = None,
 ) -> PyTree:
     """Expected gradients: integrated gradients averaged over baselines and path points.
 
@@ -154,15 +186,20 @@ def expected_gradients(
 
     Args:
       key: a PRNG key (``jax.random.key(seed)``).
-      fn: ``fn(x) -> scalar``.
+      fun: ``fun(x) -> scalar``; with ``targets``, ``fun(x) -> (C,)`` outputs.
       x: the input, an array or any pytree of floating arrays.
       baselines: ``B`` reference inputs stacked on a leading axis: x's pytree with
         leaves of shape ``(B, *leaf.shape)``, e.g. a sample of the training data.
       num_samples: the number of ``(b, α)`` draws n >= 1.
-      chunk_size: if given, evaluate the samples this many at a time.
+      chunk_size: if given, evaluate the samples this many at a time (with
+        ``targets``: this many (sample, target) pairs).
+      targets: (K,) int indices into ``fun``'s output vector, each attributed with
+        the same draws: one linearisation per draw, ``jax.vmap``-ed over the K
+        one-hot cotangents.
 
     Returns:
-      The attributions, the same pytree, shapes and dtypes as ``x``.
+      The attributions, the same pytree, shapes and dtypes as ``x`` (a leading
+      targets axis of size K with ``targets``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -185,25 +222,31 @@ def expected_gradients(
     baselines, size = _as_baselines(baselines, x)
     n = check_int("num_samples", num_samples, 1)
     chunk_size = check_chunk_size(chunk_size)
-    check_scalar_fn("fn", fn, x)
+    if targets is None:
+        check_scalar_output("fun", fun, x)
+    else:
+        targets = check_targets("fun", fun, targets, x)
     k_rows, k_alpha = jax.random.split(key)
     dtype = jnp.result_type(*jax.tree.leaves(x))
     rows = jax.random.randint(k_rows, (n,), 0, size)
     alphas = jax.random.uniform(k_alpha, (n,), dtype)
+    zeros = jax.tree.map(jnp.zeros_like, x)
 
-    def chunk_sum(draws):
+    def summed(draws, u):  # ∇ᵤ Σₖ f(bₖ + αₖdₖ + dₖ ⊙ u) = Σₖ dₖ ⊙ ∇f(bₖ + αₖdₖ)
         r, a = draws
         b = jax.tree.map(lambda bl: bl[r], baselines)
         d = jax.tree.map(lambda xi, bi: xi - bi, x, b)
 
-        def summed(u):  # ∇ᵤ Σₖ f(bₖ + αₖdₖ + dₖ ⊙ u) = Σₖ dₖ ⊙ ∇f(bₖ + αₖdₖ)
-            def point(bi, di, ui):
-                ak = a.astype(di.dtype).reshape((-1,) + (1,) * (di.ndim - 1))
-                return bi + ak * di + di * ui
+        def point(bi, di, ui):
+            ak = a.astype(di.dtype).reshape((-1,) + (1,) * (di.ndim - 1))
+            return bi + ak * di + di * ui
 
-            return jnp.sum(jax.vmap(fn)(jax.tree.map(point, b, d, u)))
+        return jnp.sum(jax.vmap(fun)(jax.tree.map(point, b, d, u)), 0)
 
-        return jax.grad(summed)(jax.tree.map(jnp.zeros_like, x))
-
-    total = chunked_sum(chunk_sum, (rows, alphas), chunk_size)
+    if targets is None:
+        total = chunked_sum(
+            lambda draws: jax.grad(lambda u: summed(draws, u))(zeros), (rows, alphas), chunk_size
+        )
+    else:
+        total = summed_pullbacks(summed, zeros, (rows, alphas), targets, chunk_size)
     return jax.tree.map(lambda t: t / n, total)

@@ -87,7 +87,7 @@ def token_scores(
 
 
 def token_attributions(
-    fn: Callable[[jax.Array], jax.Array],
+    fun: Callable[[jax.Array], jax.Array],
     embeddings: jax.Array,
     baseline: jax.Array | None = None,
     *,
@@ -110,7 +110,7 @@ def token_attributions(
     reduced by :func:`token_scores`.
 
     Args:
-      fn: ``fn(embeddings) -> scalar``, e.g. ``lambda e: model.apply(params, e, mask,
+      fun: ``fun(embeddings) -> scalar``, e.g. ``lambda e: model.apply(params, e, mask,
         method=CharCNN.classify)[label]`` for one sequence.
       embeddings: ``(T, E)`` token embeddings of one sequence (vmap for a batch).
       baseline: ``(T, E)`` reference embeddings (or a scalar); defaults to zeros.
@@ -138,7 +138,7 @@ def token_attributions(
     baseline = as_baseline(baseline, embeddings)
     alpha_scaled = formula == "alpha_scaled"
     attributions = path_attributions(
-        fn, embeddings, baseline, steps, method, chunk_size, alpha_scaled
+        fun, embeddings, baseline, steps, method, chunk_size, alpha_scaled
     )
     return token_scores(attributions, reduce=reduce, normalize=normalize, mask=mask)
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gradjax import Status
 from gradjax.attribution import integrated_gradients
 from gradjax.attribution._quadrature import gauss_kronrod_15
 
@@ -68,6 +69,7 @@ def test_meets_tol_on_a_sharp_sigmoid_where_fixed_rules_do_not(tol):
         assert abs(float(result.completeness_gap)) <= tol * abs(change)
         used = int(result.evaluations)
         assert used <= 615 and (used - 15) % 30 == 0
+        assert int(result.status) == Status.SUCCESS and bool(result.converged)
         # The attributions themselves, not only their sum, against the closed form.
         np.testing.assert_allclose(result.attributions, closed_form(X, 0 * X), atol=10 * tol)
         fixed = jax.jit(
@@ -90,6 +92,8 @@ def test_stops_refining_as_soon_as_tol_is_met():
         short = adaptive(x, steps=used - 1, tol=1e-6)
         assert int(short.evaluations) == used - 30
         assert abs(float(short.completeness_gap)) > 1e-6 * float(sharp(x) - sharp(0 * x))
+        # The budget ran out before the tolerance: MAX_STEPS, not converged.
+        assert int(short.status) == Status.MAX_STEPS and not bool(short.converged)
         # A polynomial of degree <= 23 along the path: the first Kronrod panel is exact.
         cubic = jax.jit(
             lambda x: integrated_gradients(
@@ -142,6 +146,7 @@ def test_pytree_input_and_a_non_finite_gradient_stop_the_loop():
     # log(z - 1/2) is NaN below α = 1/2: reported, and the loop stops at once.
     result = run(jnp.ones(3), lambda z: jnp.sum(jnp.log(z - 0.5)))
     assert not bool(result.is_finite) and int(result.evaluations) == 15
+    assert int(result.status) == Status.NONFINITE and not bool(result.converged)
 
 
 ONES = jnp.ones(3)
