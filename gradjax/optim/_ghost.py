@@ -78,7 +78,9 @@ def plan(loss, params, example, args, kwargs, other_layers: str) -> Plan:
     """Traces one example (shapes only) to find the layer calls and check every parameter
     is covered by a ghost rule, else raises (``other_layers="error"``) or leaves it to vmap."""
     calls: list[Call] = []
-    owners: dict[int, tuple] = {}  # leaf -> (depth, class name, module path) of its innermost module
+    owners: dict[
+        int, tuple
+    ] = {}  # leaf -> (depth, class name, module path) of its innermost module
     refused: dict[int, str] = {}
 
     def record(params, example):
@@ -108,9 +110,7 @@ def plan(loss, params, example, args, kwargs, other_layers: str) -> Plan:
             return loss(params, example, *args, **kwargs)[0]
 
     jax.eval_shape(record, params, example)
-    paths = [
-        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)
-    ]
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
     covered = {i for c in calls if c.unsupported is None for i in c.roles.values()}
     fallback = tuple(i for i in range(len(paths)) if i not in covered or i in refused)
     if fallback and other_layers == "error":

@@ -96,9 +96,7 @@ def dp_aggregate(
         del params
         inexact_tree("updates", updates)
         next_key, noise_key = jax.random.split(state.key)
-        noise = optax.tree.random_like(
-            noise_key, jax.tree.map(_wide, updates), jax.random.normal
-        )
+        noise = optax.tree.random_like(noise_key, jax.tree.map(_wide, updates), jax.random.normal)
         stdev = noise_multiplier * max_norm / batch_size
         noisy = jax.tree.map(
             lambda g, z: (_wide(g) + jnp.asarray(stdev, z.dtype) * z).astype(g.dtype),

@@ -310,8 +310,11 @@ def test_microbatched_skip_nonfinite_is_the_mean_over_the_good_micro_batches():
         chex.assert_trees_all_close(m_grads, grads, rtol=1e-12, atol=1e-15)
         assert int(info.num_skipped) == 2 and info.aux is None
         # Nothing bad: the same as without the option; everything bad: NaN, never zeros.
-        (clean, info), _ = fn(params, (x, y.at[3].set(0.0).at[20].set(0.0)))
+        clean_y = y.at[3].set(0.0).at[20].set(0.0)
+        (clean, info), _ = fn(params, (x, clean_y))
         assert int(info.num_skipped) == 0
+        plain = optim.microbatched_value_and_grad(loss, 4)(params, (x, clean_y))[0]
+        np.testing.assert_allclose(clean, plain, rtol=1e-14)
         (all_bad, info), all_bad_grads = fn(params, (x, jnp.full_like(y, jnp.nan)))
         assert int(info.num_skipped) == 4 and np.isnan(all_bad)
         assert np.all(np.isnan(all_bad_grads["w"]))

@@ -192,14 +192,43 @@ def test_parameter_used_outside_a_layer_is_named():
 def test_bfloat16_parameters_give_float32_norms():
     fun, params, batch = setup(nn.Dense(3), lambda: float_inputs((4, 5, 2)), jnp.float32)
     low = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
-    (_, info), grads = jax.jit(optim.per_example_clipped_grad(fun, 1.0, method="ghost"))(
-        low, batch
-    )
+    (_, info), grads = jax.jit(optim.per_example_clipped_grad(fun, 1.0, method="ghost"))(low, batch)
     (_, ref), _ = jax.jit(optim.per_example_clipped_grad(fun, 1.0))(low, batch)
-    assert info.norms.dtype == jnp.float32 and grads["params"]["body"]["kernel"].dtype == jnp.bfloat16
+    assert (
+        info.norms.dtype == jnp.float32 and grads["params"]["body"]["kernel"].dtype == jnp.bfloat16
+    )
     np.testing.assert_allclose(info.norms, ref.norms, rtol=0.02)
 
 
 def test_core_import_does_not_import_flax():
     code = "import sys, gradjax, gradjax.optim; assert 'flax' not in sys.modules, 'flax'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_transformer_classifier_ghost_with_layer_norms_by_vmap_equals_vmap():
+    from gradjax.models import TransformerClassifier
+
+    with jax.enable_x64(True):
+        model = TransformerClassifier(
+            vocab_size=20, d_model=4, num_layers=1, num_heads=2, max_len=6, num_classes=3
+        )
+        tokens = int_inputs((4, 6), 20)
+        labels = jnp.array([0, 1, 2, 1])
+        params = jax.tree.map(
+            lambda a: a.astype(jnp.float64), model.init(jax.random.key(0), tokens)
+        )
+
+        def fun(p, batch):
+            logits = model.apply(p, batch[0])
+            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), batch[1][:, None], 1))
+
+        with pytest.raises(ValueError, match=r"LayerNorm at 'trunk/blocks_0/ln_attention'"):
+            optim.per_example_clipped_grad(fun, 0.5, method="ghost")(params, (tokens, labels))
+        ghost = optim.per_example_clipped_grad(fun, 0.5, method="ghost", other_layers="vmap")
+        (_, g_info), g_grads = jax.jit(ghost)(params, (tokens, labels))
+        (_, v_info), v_grads = jax.jit(optim.per_example_clipped_grad(fun, 0.5))(
+            params, (tokens, labels)
+        )
+        np.testing.assert_allclose(g_info.norms, v_info.norms, rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(g_grads), jax.tree.leaves(v_grads), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
