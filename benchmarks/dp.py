@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks._harness import Table, ms, ratio, time_fns
+from benchmarks._harness import Table, ms, ratio, time_fns, tour_table
 from gradjax import optim
 from gradjax.examples._classify import classifier_loss
 from gradjax.models import MLP, TransformerClassifier
@@ -326,4 +326,20 @@ def dp_memory(quick: bool) -> Table:
     )
 
 
-BENCHMARKS = {"dp_step": dp_step, "dp_memory": dp_memory}
+def dp_digits(quick: bool) -> Table:
+    """The tour's DP-SGD experiment (ε ∈ {1, 3, 8}, hard vs soft, 3 seeds), with its plot."""
+    del quick  # already small: about a minute on one core
+    from gradjax.datasets import load_digits
+    from gradjax.tour.optim import privacy
+
+    return tour_table(
+        "dp_digits",
+        "DP-SGD on digits at ε ∈ {1, 3, 8} (δ = 1e-5), hard vs soft clipping, vs non-private",
+        lambda report: privacy(report, *load_digits()),
+        notes=[
+            "The tour's `optim` section runs the same code (`gradjax.tour.optim.dp_sgd_digits`)."
+        ],
+    )
+
+
+BENCHMARKS = {"dp_step": dp_step, "dp_memory": dp_memory, "dp_digits": dp_digits}
