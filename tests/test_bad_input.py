@@ -416,7 +416,7 @@ OPTIM = [
     ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, method="ghost", other_layers="x"),
      ValueError, "other_layers"),
     ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, chunk_size=3)(W, BATCH), ValueError,
-     "chunk_size=3 must divide.*8"),
+     "batch.*8.*chunk_size=3"),
     ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0)(W, (BATCH[0], BATCH[1][:4])),
      ValueError, "batch.*leading"),
     ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0)(W, ()), ValueError, "batch"),

@@ -171,7 +171,9 @@ def accumulate(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _batch_size(batch: PyTree, num_microbatches: int) -> int:
+def _batch_size(batch: PyTree, divisor: int, name: str) -> int:
+    """The leading size shared by ``batch``'s arrays, > 0 and a multiple of ``divisor``
+    (the option ``name``); shared with ``per_example_clipped_grad``."""
     leaves = jax.tree.leaves(batch)
     if not leaves:
         raise ValueError("batch must hold at least one array (the second argument of fun)")
@@ -183,10 +185,12 @@ def _batch_size(batch: PyTree, num_microbatches: int) -> int:
             f"got shapes {shapes}"
         )
     (size,) = sizes
-    if size % num_microbatches:
+    if size == 0:
+        raise ValueError("batch (the second argument) must hold at least one example, got 0")
+    if size % divisor:
         raise ValueError(
-            f"batch (the second argument) has leading size {size}, which num_microbatches="
-            f"{num_microbatches} does not divide"
+            f"batch (the second argument) has leading size {size}, which {name}={divisor} "
+            "does not divide"
         )
     return size
 
@@ -277,7 +281,7 @@ def microbatched_value_and_grad(
 
     @functools.wraps(fun)
     def wrapped(params, batch, *args, **kwargs):
-        _batch_size(batch, num_microbatches)
+        _batch_size(batch, num_microbatches, "num_microbatches")
         if num_microbatches == 1 and not skip_nonfinite:  # aux stacked on an axis of size 1
             out, grads = value_and_grad(params, batch, *args, **kwargs)
             if has_aux:

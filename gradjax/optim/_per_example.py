@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradjax._checks import check_bool, check_callable, check_choice, check_int, check_scalar
+from gradjax.optim._accumulate import _batch_size
 from gradjax.optim._clipping import _hard_scale, _norm, _soft_scale, _wide
 
 PyTree = Any
@@ -97,27 +98,6 @@ def _chunks(batch: PyTree, batch_size: int, chunk_size: int) -> PyTree:
     return jax.tree.map(
         lambda x: jnp.reshape(x, (batch_size // chunk_size, chunk_size, *np.shape(x)[1:])), batch
     )
-
-
-def _batch_size(batch: PyTree, chunk_size: int | None) -> int:
-    leaves = jax.tree.leaves(batch)
-    if not leaves:
-        raise ValueError("batch (the second argument of fun) must hold at least one array")
-    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
-    if None in sizes or len(sizes) != 1:
-        shapes = [np.shape(x) for x in leaves]
-        raise ValueError(
-            f"batch (the second argument) must be arrays sharing a leading batch axis, "
-            f"got shapes {shapes}"
-        )
-    (size,) = sizes
-    if size == 0:
-        raise ValueError("batch (the second argument) must hold at least one example, got 0")
-    if chunk_size is not None and size % chunk_size:
-        raise ValueError(
-            f"chunk_size={chunk_size} must divide the batch size, got batch size {size}"
-        )
-    return size
 
 
 def per_example_clipped_grad(
@@ -223,7 +203,7 @@ def per_example_clipped_grad(
 
     @functools.wraps(fun)
     def wrapped(params, batch, *args, **kwargs):
-        size = _batch_size(batch, chunk_size)
+        size = _batch_size(batch, chunk_size or 1, "chunk_size")
         chunk = size if chunk_size is None else chunk_size
         if chunk == size:
             result = chunk_fn(params, batch, args, kwargs)
