@@ -7,6 +7,8 @@ Every transformation is an ``optax.GradientTransformation`` factory that drops i
 (``"params/Dense_0/kernel"`` for flax parameters).
 """
 
+from ._accumulate import MicrobatchInfo as MicrobatchInfo
+from ._accumulate import SkipState as SkipState
 from ._accumulate import accumulate as accumulate
 from ._accumulate import microbatched_value_and_grad as microbatched_value_and_grad
 from ._clipping import ClipState as ClipState
@@ -25,7 +27,9 @@ from ._privacy import dp_epsilon as dp_epsilon
 __all__ = [
     "ClipState",
     "DPAggregateState",
+    "MicrobatchInfo",
     "PerExampleClipInfo",
+    "SkipState",
     "accumulate",
     "clip_by_global_norm",
     "clip_by_leaf_norm",
