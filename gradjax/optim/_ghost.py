@@ -197,29 +197,59 @@ def _squared_norm(kind: str, u: jax.Array | None, v: jax.Array, rows: int) -> ja
     return jnp.sum((u @ u.T) * (v @ v.T))
 
 
-def _ghost_squared_norms(calls: list, captured: list, deltas: list, leaves: list) -> jax.Array:
-    """One example's Σ over covered leaves of ‖∂ℓ/∂W‖², the calls of a leaf concatenated."""
-    terms: dict[int, list] = {}
+class Term(NamedTuple):
+    """A leaf's outer-product factors over a chunk, its calls' positions concatenated:
+    ``kind`` ("dense", "index" or "ones"), U (n, T, p) (int (n, T) for "index"; None for
+    "ones"), V (n, T, q), and the module (for the kernel's layout)."""
+
+    kind: str
+    u: jax.Array | None
+    v: jax.Array
+    module: Any
+
+
+def _terms(calls: list, captured: list, deltas: list) -> dict:
+    """Leaf index -> its :class:`Term`, from each call's inputs and output gradients."""
+    parts: dict[int, list] = {}
     for call, x, delta in zip(calls, captured, deltas, strict=True):
-        v = _flat(delta, _feature_axes(call.module))
-        kind, u = _inputs_as_rows(call.module, x)
+        kind = "index" if isinstance(call.module, nn.Embed) else "dense"
+        u = jax.vmap(lambda x, m=call.module: _inputs_as_rows(m, x)[1])(x)
+        v = jax.vmap(lambda d, m=call.module: _flat(d, _feature_axes(m)))(delta)
         for role, i in call.roles.items():
-            entry = ("ones", None) if role == "bias" else (kind, u)
-            terms.setdefault(i, []).append((*entry, v))
-    total = jnp.zeros([], jnp.float32)  # promoted to float64 by float64 terms
-    for i, parts in terms.items():
-        kind = parts[0][0]
-        u = None if kind == "ones" else jnp.concatenate([p[1] for p in parts], 0)
-        v = jnp.concatenate([p[2] for p in parts], 0)
-        rows = leaves[i].shape[0] if kind == "index" else 0
-        total = total + _squared_norm(kind, u, v, rows)
-    return total
+            parts.setdefault(i, []).append(("ones", None, v) if role == "bias" else (kind, u, v))
+    terms = {}
+    for i, group in parts.items():
+        kind = group[0][0]
+        u = None if kind == "ones" else jnp.concatenate([g[1] for g in group], 1)
+        v = jnp.concatenate([g[2] for g in group], 1)
+        module = next(c.module for c in calls if i in c.roles.values())
+        terms[i] = Term(kind, u, v, module)
+    return terms
+
+
+def _book_kept_grad(term: Term, factors: jax.Array, leaf: jax.Array) -> jax.Array:
+    """Σᵢ cᵢ ∂ℓᵢ/∂W from the stored factors (book-keeping: no second backward pass)."""
+    cv = term.v * factors.astype(term.v.dtype)[:, None, None]
+    if term.kind == "ones":
+        return jnp.sum(cv, (0, 1)).reshape(leaf.shape)
+    if term.kind == "index":
+        rows = jax.ops.segment_sum(
+            cv.reshape(-1, cv.shape[-1]), term.u.reshape(-1), num_segments=leaf.shape[0]
+        )
+        return rows.reshape(leaf.shape)
+    flat = jnp.einsum("ntp,ntq->pq", term.u, cv)
+    if isinstance(term.module, nn.Conv):  # patch features are (in, *kernel_size)
+        kernel_size = tuple(term.module.kernel_size)
+        flat = flat.reshape(-1, *kernel_size, flat.shape[-1])
+        return jnp.moveaxis(flat, 0, -2).reshape(leaf.shape)
+    return flat.reshape(leaf.shape)
 
 
 def ghost_chunk(loss, scale_fn, max_norm, other_layers):
     """``chunk_fn`` of :func:`per_example_clipped_grad` for ``method="ghost"``: one forward
-    pass, a backward pass for the output gradients δ (and the per-example gradients of the
-    ``vmap`` leaves), then one for Σᵢ cᵢ∇ℓᵢ."""
+    pass and one backward pass for the output gradients δ (and the per-example gradients
+    of the ``vmap`` leaves); then the norms from the Gram forms, and Σᵢ cᵢ∇ℓᵢ from the same
+    stored inputs and δ (Bu et al.'s book-keeping), without a second backward pass."""
 
     def run(params, chunk, args, kwargs):
         n = jax.tree.leaves(chunk)[0].shape[0]
@@ -231,8 +261,8 @@ def ghost_chunk(loss, scale_fn, max_norm, other_layers):
         fb = {i: jnp.broadcast_to(leaves[i], (n, *np.shape(leaves[i]))) for i in fallback}
         probes = [jnp.zeros((n, *calls[j].out_shape), calls[j].out_dtype) for j in probed]
 
-        def one(core, fb, probes, ex):
-            local = list(core)
+        def one(fb, probes, ex):
+            local = list(leaves)
             for i, leaf in fb.items():
                 local[i] = leaf
             captured, counter = [], [0]
@@ -254,15 +284,18 @@ def ghost_chunk(loss, scale_fn, max_norm, other_layers):
                 value, aux = loss(jax.tree.unflatten(treedef, local), ex, *args, **kwargs)
             return value, (captured, aux)
 
-        def forward(core, fb, probes):
-            return jax.vmap(one, in_axes=(None, 0, 0, 0))(core, fb, probes, chunk)
+        def forward(fb, probes):
+            return jax.vmap(one)(fb, probes, chunk)
 
-        values, pullback, (captured, aux) = jax.vjp(forward, leaves, fb, probes, has_aux=True)
-        _, fb_grads, deltas = pullback(jnp.ones_like(values))
-        ghost_calls = [calls[j] for j in probed]
-        squared = jax.vmap(
-            lambda c, d: _ghost_squared_norms(ghost_calls, c, d, leaves), axis_size=n
-        )(captured, deltas)
+        # Only the probes and the vmap leaves are differentiated: one backward pass.
+        values, pullback, (captured, aux) = jax.vjp(forward, fb, probes, has_aux=True)
+        fb_grads, deltas = pullback(jnp.ones_like(values))
+        terms = _terms([calls[j] for j in probed], captured, deltas)
+        squared = jnp.zeros((n,), jnp.float32)  # promoted to float64 by float64 terms
+        for i, t in terms.items():
+            rows = leaves[i].shape[0] if t.kind == "index" else 0
+            per_example = jax.vmap(lambda u, v, t=t, rows=rows: _squared_norm(t.kind, u, v, rows))
+            squared = squared + per_example(t.u, t.v)
         if fallback:
             squared = squared + jax.vmap(lambda g: jnp.square(_norm(g)))(fb_grads).astype(
                 squared.dtype
@@ -270,8 +303,9 @@ def ghost_chunk(loss, scale_fn, max_norm, other_layers):
         zero = squared == 0
         norms = jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, squared)))
         factors = scale_fn(norms, max_norm)
-        core_grads, _, _ = pullback(factors.astype(values.dtype))
-        grad_sum = [_wide(g) for g in core_grads]
+        grad_sum = [jnp.zeros(np.shape(x), _wide(x).dtype) for x in leaves]
+        for i, t in terms.items():
+            grad_sum[i] = _book_kept_grad(t, factors, leaves[i]).astype(grad_sum[i].dtype)
         for i, g in weighted_sum(factors, fb_grads).items():
             grad_sum[i] = g
         return ChunkResult(

@@ -131,7 +131,8 @@ def per_example_clipped_grad(
       (B, T, d), the (T×T) Gram form, or ‖AᵀΔ‖² when that is cheaper; ``DenseGeneral``,
       ``Embed`` (an equality mask for the Gram of one-hot rows) and ``Conv`` (its input
       patches) alike, biases as ‖Σₜδₜ‖². A layer called several times (weight sharing)
-      concatenates its positions. Then one more backward pass of Σᵢ cᵢℓᵢ/B gives ḡ. Any
+      concatenates its positions. ḡ is then formed from the same stored inputs and
+      output gradients, Σᵢ cᵢ Σₜ aₜδₜᵀ (book-keeping: no second backward pass). Any
       other layer with parameters (LayerNorm, a parameter used outside a layer, or one
       transformed before reaching its layer) is a ``ValueError`` naming it, unless
       ``other_layers="vmap"``: those parameters' per-example gradients are then formed by
