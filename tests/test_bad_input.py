@@ -292,6 +292,23 @@ def accumulate_int_updates():
 
 
 S, MG, MB = optim.scale_by_multipliers, optim.map_gradients, optim.microbatched_value_and_grad
+PE, W = optim.per_example_clipped_grad, jnp.ones(2)
+
+
+def DP(noise_multiplier=1.0, **overrides):
+    options = {"key": KEY, "max_norm": 1.0, "batch_size": 8, **overrides}
+    return optim.dp_aggregate(noise_multiplier, **options)
+
+
+def dp_int_updates():
+    tx = DP()
+    return tx.update(INT_UPDATES, tx.init(INT_UPDATES))
+
+
+def EPS(noise_multiplier=1.0, sampling_rate=0.01, num_steps=10, delta=1e-5, **options):
+    return optim.dp_epsilon(noise_multiplier, sampling_rate, num_steps, delta, **options)
+
+
 OPTIM = [
     *[(f"optim.{f.__name__}", lambda f=f, m=m: f(m), e, "max_norm")
       for f in CLIPPING for m, e in BAD_MAX_NORMS],
@@ -353,7 +370,7 @@ OPTIM = [
     ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), True), TypeError, "every_k"),
     ("optim.accumulate", lambda: optim.accumulate(lambda g: g, 2), TypeError, "optimizer"),
     ("optim.accumulate", accumulate_int_updates, TypeError, r"updates\['b'\]"),
-    ("optim.microbatched_value_and_grad", lambda: MB("loss", 2), TypeError, "loss_fn"),
+    ("optim.microbatched_value_and_grad", lambda: MB("loss", 2), TypeError, "fun must"),
     ("optim.microbatched_value_and_grad", lambda: MB(mse, 0), ValueError, "num_microbatches"),
     ("optim.microbatched_value_and_grad", lambda: MB(mse, np.int32(0)), ValueError,
      "num_microbatches"),
@@ -370,6 +387,63 @@ OPTIM = [
      ValueError, "batch.*leading"),
     ("optim.microbatched_value_and_grad", lambda: MB(mse, 2)(jnp.ones(2), ()), ValueError,
      "batch"),
+    ("optim.microbatched_value_and_grad", lambda: MB(mse, 2, skip_nonfinite=1), TypeError,
+     "skip_nonfinite"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2, skip_nonfinite="yes"),
+     TypeError, "skip_nonfinite"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2, max_norm_ratio=0.0),
+     ValueError, "max_norm_ratio"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2, max_norm_ratio=NAN),
+     ValueError, "max_norm_ratio"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2, max_norm_ratio="2"),
+     TypeError, "max_norm_ratio"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2, max_norm_ratio=2.0,
+                                                  norm_window=0), ValueError, "norm_window"),
+    ("optim.accumulate", lambda: optim.accumulate(optax.sgd(0.1), 2, norm_window=8), ValueError,
+     "norm_window belongs to max_norm_ratio"),
+    ("optim.per_example_clipped_grad", lambda: PE("loss", 1.0), TypeError, "fun must"),
+    *[("optim.per_example_clipped_grad", lambda m=m: PE(mse, m), e, "max_norm")
+      for m, e in BAD_MAX_NORMS],
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, form="medium"), ValueError, "form"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, method="jvp"), ValueError, "method"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, chunk_size=0), ValueError,
+     "chunk_size"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, chunk_size=2.0), TypeError,
+     "chunk_size"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, has_aux=1), TypeError, "has_aux"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, other_layers="vmap"), ValueError,
+     "other_layers belongs to method='ghost'"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, method="ghost", other_layers="x"),
+     ValueError, "other_layers"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, chunk_size=3)(W, BATCH), ValueError,
+     "batch.*8.*chunk_size=3"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0)(W, (BATCH[0], BATCH[1][:4])),
+     ValueError, "batch.*leading"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0)(W, ()), ValueError, "batch"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0)(W, (BATCH[0][:0], BATCH[1][:0])),
+     ValueError, "batch.*at least one example"),
+    ("optim.per_example_clipped_grad", lambda: PE(lambda p, b: b[0] @ p, 1.0)(W, BATCH),
+     ValueError, "fun must return a scalar"),
+    ("optim.per_example_clipped_grad", lambda: PE(mse, 1.0, method="ghost")(W, BATCH),
+     ValueError, r"ghost.*params: a parameter used outside any flax layer.*other_layers"),
+    ("optim.dp_aggregate", lambda: DP(-1.0), ValueError, "noise_multiplier"),
+    ("optim.dp_aggregate", lambda: DP(NAN), ValueError, "noise_multiplier"),
+    ("optim.dp_aggregate", lambda: DP("1"), TypeError, "noise_multiplier"),
+    ("optim.dp_aggregate", lambda: DP(key=0), TypeError, "key"),
+    ("optim.dp_aggregate", lambda: DP(key=jax.random.split(KEY)), ValueError, "key"),
+    ("optim.dp_aggregate", lambda: DP(max_norm=0.0), ValueError, "max_norm"),
+    ("optim.dp_aggregate", lambda: DP(batch_size=0), ValueError, "batch_size"),
+    ("optim.dp_aggregate", lambda: DP(batch_size=8.0), TypeError, "batch_size"),
+    ("optim.dp_aggregate", lambda: optim.dp_aggregate(1.0, key=KEY), TypeError, "max_norm"),
+    ("optim.dp_aggregate", dp_int_updates, TypeError, r"updates\['b'\]"),
+    ("optim.dp_epsilon", lambda: EPS(0.0), ValueError, "noise_multiplier"),
+    ("optim.dp_epsilon", lambda: EPS(sampling_rate=0.0), ValueError, "sampling_rate"),
+    ("optim.dp_epsilon", lambda: EPS(sampling_rate=1.5), ValueError, "sampling_rate"),
+    ("optim.dp_epsilon", lambda: EPS(num_steps=0), ValueError, "num_steps"),
+    ("optim.dp_epsilon", lambda: EPS(num_steps=2.5), TypeError, "num_steps"),
+    ("optim.dp_epsilon", lambda: EPS(delta=0.0), ValueError, "delta"),
+    ("optim.dp_epsilon", lambda: EPS(delta=1.0), ValueError, "delta"),
+    ("optim.dp_epsilon", lambda: EPS(accountant="gdp"), ValueError, "accountant"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- gan

@@ -21,11 +21,15 @@ Complex gradients are supported: ‖g‖² = Σ|gᵢ|² = Σ gᵢ·conj(gᵢ), s
 Integer or bool gradients are a ``TypeError`` naming ``updates`` (scaling them would
 truncate to zeros). A NaN or Inf gradient makes the norm non-finite, so the whole
 clipped tree (or leaf) is NaN: the failure shows, it is never masked.
+
+Every form keeps the pre-clip global norm of the last gradient in its state
+(:class:`ClipState`, ``grad_norm``, float32; the leaf forms too), for logging:
+``optax.tree.get(opt_state, "grad_norm")``. It costs one scalar.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,32 +77,51 @@ def _check_max_norm(max_norm: Any) -> None:
     check_scalar("max_norm", max_norm, low=0.0, strict=True)
 
 
+class ClipState(NamedTuple):
+    """State of every clipping transformation: ``grad_norm``, the global norm ‖g‖ of the
+    last gradient *before* clipping (float32, 0 before the first update), for logging:
+    ``optax.tree.get(state, "grad_norm")`` finds it inside any chain."""
+
+    grad_norm: jax.Array
+
+
+def _init_clip_state(params: PyTree) -> ClipState:
+    del params
+    return ClipState(grad_norm=jnp.zeros([], jnp.float32))
+
+
+def _logged(norm: jax.Array) -> ClipState:
+    # Complex trees have a real norm already; float64 norms are logged in float32 too.
+    return ClipState(grad_norm=jnp.asarray(norm).real.astype(jnp.float32))
+
+
 def _global_transform(scale_fn, max_norm) -> optax.GradientTransformation:
     _check_max_norm(max_norm)
 
     def update_fn(updates, state, params=None):
-        del params
+        del params, state  # the state is only written: the last pre-clip norm
         inexact_tree("updates", updates)
         if not jax.tree.leaves(updates):
-            return updates, state
-        scale = scale_fn(_norm(updates), max_norm)
-        return jax.tree.map(lambda x: _scale(x, scale), updates), state
+            return updates, _logged(jnp.zeros([]))
+        norm = _norm(updates)
+        scale = scale_fn(norm, max_norm)
+        return jax.tree.map(lambda x: _scale(x, scale), updates), _logged(norm)
 
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    return optax.GradientTransformation(_init_clip_state, update_fn)
 
 
 def _leaf_transform(scale_fn, max_norm) -> optax.GradientTransformation:
     _check_max_norm(max_norm)
 
-    def clip_leaf(x):
-        return _scale(x, scale_fn(_norm(x), max_norm))
-
     def update_fn(updates, state, params=None):
-        del params
+        del params, state
         inexact_tree("updates", updates)
-        return jax.tree.map(clip_leaf, updates), state
+        norms = jax.tree.map(_norm, updates)
+        clipped = jax.tree.map(lambda x, n: _scale(x, scale_fn(n, max_norm)), updates, norms)
+        # The global norm from the leaf norms already taken: a few scalars more.
+        return clipped, _logged(_norm(jax.tree.leaves(norms)))
 
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+    return optax.GradientTransformation(_init_clip_state, update_fn)
 
 
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
@@ -115,7 +138,8 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
         scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
-      A stateless ``optax.GradientTransformation``.
+      An ``optax.GradientTransformation`` whose state, a :class:`ClipState`, holds the
+      pre-clip global norm ``grad_norm`` (float32) of the last update.
 
     Example:
       >>> import jax.numpy as jnp
@@ -127,6 +151,9 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
       >>> updates["a"], updates["b"]
       (Array([0.6, 0. ], dtype=float32), Array([0.8], dtype=float32))
       >>> tx = optax.chain(optim.clip_by_global_norm(1.0), optax.adam(1e-3))
+      >>> _, state = tx.update(grads, tx.init(grads))
+      >>> optax.tree.get(state, "grad_norm")  # the norm before clipping, for logging
+      Array(5., dtype=float32)
 
     References:
       Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural
@@ -151,7 +178,8 @@ def soft_clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
         Python, NumPy or JAX scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
-      A stateless ``optax.GradientTransformation``.
+      An ``optax.GradientTransformation`` whose state, a :class:`ClipState`, holds the
+      pre-clip global norm ``grad_norm`` (float32) of the last update.
 
     Example:
       >>> import jax.numpy as jnp
@@ -178,7 +206,8 @@ def clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
         Python, NumPy or JAX scalar; a traced one (a schedule) is used unchecked.
 
     Returns:
-      A stateless ``optax.GradientTransformation``.
+      An ``optax.GradientTransformation`` whose state, a :class:`ClipState`, holds the
+      pre-clip global norm ``grad_norm`` (float32) of the last update.
 
     Example:
       >>> import jax.numpy as jnp
@@ -207,7 +236,8 @@ def soft_clip_by_leaf_norm(max_norm: float) -> optax.GradientTransformation:
         unchecked.
 
     Returns:
-      A stateless ``optax.GradientTransformation``.
+      An ``optax.GradientTransformation`` whose state, a :class:`ClipState`, holds the
+      pre-clip global norm ``grad_norm`` (float32) of the last update.
 
     Example:
       >>> import jax.numpy as jnp

@@ -1,7 +1,9 @@
 """Tour: optax transformations: clipping forms, layer-wise learning rates, accumulation,
-micro-batching."""
+micro-batching, DP-SGD."""
 
 from __future__ import annotations
+
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -372,6 +374,142 @@ def microbatching(report, x, y) -> None:
     )
 
 
+def noise_for_epsilon(epsilon, sampling_rate, num_steps, delta):
+    """The smallest σ (to 0.5%) whose DP-SGD run is (ε, δ)-DP: bisection on ``dp_epsilon``."""
+    absl = logging.getLogger("absl")  # dp-accounting warns of orders it drops at small σ
+    level, lo, hi = absl.level, 0.3, 50.0
+    absl.setLevel(logging.ERROR)
+    try:
+        while hi / lo > 1.005:
+            mid = float(np.sqrt(lo * hi))
+            if optim.dp_epsilon(mid, sampling_rate, num_steps, delta) > epsilon:
+                lo = mid
+            else:
+                hi = mid
+    finally:
+        absl.setLevel(level)
+    return hi
+
+
+def dp_sgd_digits(
+    x,
+    y,
+    *,
+    epsilons=(1.0, 3.0, 8.0),
+    delta=1e-5,
+    seeds=(0, 1, 2),
+    batch_size=64,
+    epochs=30,
+    max_norm=1.0,
+    learning_rate=5e-3,
+):
+    """DP-SGD on digits: held-out accuracy per (ε, form) and seed, and non-private.
+
+    An MLP 64-64-10 is trained with Adam on 80% of the digits; each private step clips
+    every example (``per_example_clipped_grad``, hard or soft form) and adds noise
+    (``dp_aggregate``) with σ calibrated by ``dp_epsilon`` to (ε, δ) after all steps.
+    Batches are drawn uniformly at random with a fixed size (the accounting assumes
+    Poisson sampling at rate B/N, the usual approximation). Returns
+    ``{"non-private": [acc per seed], (ε, form): [acc per seed], "sigma": {ε: σ}}``.
+    Run: ``from gradjax.datasets import load_digits; dp_sgd_digits(*load_digits())``.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    order = np.random.default_rng(0).permutation(len(y))
+    n_train = int(0.8 * len(y))
+    train, test = order[:n_train], order[n_train:]
+    xs, ys, xt, yt = map(jnp.asarray, (x[train], y[train], x[test], y[test]))
+    model = MLP((64, 64, 10))
+    loss = classifier_loss(model)
+    num_steps = epochs * n_train // batch_size
+    q = batch_size / n_train
+    sigmas = {eps: noise_for_epsilon(eps, q, num_steps, delta) for eps in epsilons}
+
+    def trainer(form):
+        grad_fn = (
+            jax.value_and_grad(loss)
+            if form is None
+            else optim.per_example_clipped_grad(loss, max_norm, form=form)
+        )
+
+        @jax.jit
+        def train(key, sigma):
+            k_init, k_noise, k_batches = jax.random.split(key, 3)
+            params = model.init(k_init, xs[:1])
+            private = optim.dp_aggregate(
+                sigma, key=k_noise, max_norm=max_norm, batch_size=batch_size
+            )
+            tx = (
+                optax.adam(learning_rate)
+                if form is None
+                else optax.chain(private, optax.adam(learning_rate))
+            )
+
+            def step(carry, k):
+                p, s = carry
+                rows = jax.random.choice(k, n_train, (batch_size,), replace=False)
+                grads = grad_fn(p, (xs[rows], ys[rows]))[1]
+                u, s = tx.update(grads, s, p)
+                return (optax.apply_updates(p, u), s), None
+
+            keys = jax.random.split(k_batches, num_steps)
+            (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), keys)
+            return jnp.mean(jnp.argmax(model.apply(params, xt), -1) == yt)
+
+        return train
+
+    results = {"sigma": sigmas}
+    baseline = trainer(None)
+    results["non-private"] = [float(baseline(jax.random.key(s), 0.0)) for s in seeds]
+    for form in ("hard", "soft"):
+        train = trainer(form)
+        for eps in epsilons:
+            results[(eps, form)] = [float(train(jax.random.key(s), sigmas[eps])) for s in seeds]
+    return results
+
+
+def privacy(report, x, y) -> None:
+    sec = report.section("DP-SGD: per-example clipping in both forms, with noise")
+    sec.text(
+        "`per_example_clipped_grad(fun, γ, form=...)` averages each example's gradient "
+        "clipped by form 1 (hard) or 2 (soft), so one example moves the mean by less than "
+        "γ/B; `dp_aggregate` adds N(0, (σγ/B)²); `dp_epsilon` gives the ε of the run "
+        "(dp-accounting's RDP accountant). An MLP 64-64-10 on digits (80/20 split, batch "
+        "64, 30 epochs, Adam, γ = 1), σ calibrated to each ε at δ = 1e-5; held-out "
+        "accuracy, mean ± std over 3 seeds."
+    )
+    results = dp_sgd_digits(x, y)
+    epsilons = sorted(results["sigma"])
+    base = np.array(results["non-private"])
+    rows = [["non-private", "–", "–", f"{base.mean():.3f} ± {base.std():.3f}"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for form in ("hard", "soft"):
+        means, stds = [], []
+        for eps in epsilons:
+            acc = np.array(results[(eps, form)])
+            means.append(acc.mean())
+            stds.append(acc.std())
+            rows.append(
+                [
+                    form,
+                    f"{eps:g}",
+                    f"{results['sigma'][eps]:.2f}",
+                    f"{means[-1]:.3f} ± {stds[-1]:.3f}",
+                ]
+            )
+        ax.errorbar(epsilons, means, yerr=stds, marker="o", capsize=3, label=f"DP-SGD, {form}")
+    ax.axhline(base.mean(), color="k", ls=":", label="non-private")
+    ax.set(xscale="log", xlabel="ε (δ = 1e-5)", ylabel="held-out accuracy", title="digits")
+    ax.legend(fontsize=8)
+    sec.figure(fig, "optim_dp_digits", "Held-out accuracy of DP-SGD on digits against ε.")
+    sec.table(["clipping", "ε", "σ", "accuracy (3 seeds)"], rows)
+    best = max(np.mean(results[(epsilons[-1], f)]) for f in ("hard", "soft"))
+    report.add_summary(
+        "DP-SGD (`per_example_clipped_grad`, `dp_aggregate`, `dp_epsilon`)",
+        f"digits at ε = {epsilons[-1]:g}: {best:.3f} vs non-private {base.mean():.3f}",
+        "non-private Adam on the same split",
+    )
+
+
 def run(report) -> None:
     x, y = load_digits()
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -379,3 +517,4 @@ def run(report) -> None:
     layerwise(report, x, y)
     accumulation(report, x, y)
     microbatching(report, x, y)
+    privacy(report, x, y)

@@ -238,3 +238,83 @@ def test_microbatched_keeps_bfloat16_parameters_and_is_close_to_full_batch():
         rtol=0.05,
         atol=0.02,
     )
+
+
+# ------------------------------------------------------------------ skipping bad micro-batches
+
+
+def run_accumulate(transform, grads):
+    state, update, out = transform.init(grads[0]), jax.jit(transform.update), []
+    for g in grads:
+        u, state = update(g, state)
+        out.append(u)
+    return out, state
+
+
+def test_skip_nonfinite_updates_with_the_mean_of_the_good_micro_batches():
+    with jax.enable_x64(True):
+        good = [{"w": jnp.array([1.0, 2.0]) * (i + 1)} for i in range(4)]
+        bad = {"w": jnp.array([jnp.nan, 1.0])}
+        inf = {"w": jnp.array([1.0, jnp.inf])}
+        stream = [good[0], bad, good[1], inf, good[2], good[3]]
+        out, state = run_accumulate(
+            optim.accumulate(optax.sgd(1.0), 2, skip_nonfinite=True), stream
+        )
+        want, _ = run_accumulate(optim.accumulate(optax.sgd(1.0), 2), good)
+        kept = [u for u, g in zip(out, stream, strict=True) if g is not bad and g is not inf]
+        chex.assert_trees_all_equal(kept, want)  # the same updates at the same good steps
+        for i in (1, 3):  # a skipped micro-batch moves nothing
+            chex.assert_trees_all_equal(out[i], {"w": jnp.zeros(2)})
+        assert int(optax.tree.get(state, "num_skipped")) == 2
+        assert int(state.gradient_step) == 2 and int(state.mini_step) == 0
+
+
+def test_max_norm_ratio_skips_spikes_against_the_running_median():
+    norms = [1.0, 1.2, 0.9, 50.0, 1.1, 3.5, 1.0]  # 50 > 3·median; 3.5 < 3·median(1, 1.2, ...)
+    grads = [{"w": jnp.array([n, 0.0])} for n in norms]
+    tx = optim.accumulate(optax.sgd(1.0), 1, max_norm_ratio=3.0, norm_window=4)
+    out, state = run_accumulate(tx, grads)
+    moved = [float(u["w"][0]) != 0.0 for u in out]
+    assert moved == [True, True, True, False, True, False, True]
+    assert int(optax.tree.get(state, "num_skipped")) == 2
+    # The window holds the last 4 accepted norms, newest first.
+    np.testing.assert_allclose(state.skip_state.recent_norms, [1.0, 1.1, 0.9, 1.2])
+
+
+def test_skipping_keeps_the_state_types_and_traces_once():
+    params = {"w": jnp.ones((3,))}
+    tx = optim.accumulate(optax.adam(0.1), 2, skip_nonfinite=True, max_norm_ratio=10.0)
+    state = tx.init(params)
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(s, g):
+        return tx.update(g, s, params)
+
+    for g in (1.0, jnp.nan, 2.0, 3.0):
+        _, new = step(state, {"w": jnp.full((3,), g)})
+        chex.assert_trees_all_equal_shapes_and_dtypes(new, state)
+        state = new
+
+
+def test_microbatched_skip_nonfinite_is_the_mean_over_the_good_micro_batches():
+    with jax.enable_x64(True):
+        params, loss, x, y = regression(jnp.float64)
+        y = y.at[3].set(jnp.nan).at[20].set(jnp.inf)  # spoils micro-batches 0 and 2 of 4
+        good = np.r_[8:16, 24:32]
+        value, grads = jax.value_and_grad(loss)(params, (x[good], y[good]))
+        fn = optim.microbatched_value_and_grad(loss, 4, skip_nonfinite=True)
+        (m_value, info), m_grads = jax.jit(fn)(params, (x, y))
+        np.testing.assert_allclose(m_value, value, rtol=1e-13)
+        chex.assert_trees_all_close(m_grads, grads, rtol=1e-12, atol=1e-15)
+        assert int(info.num_skipped) == 2 and info.aux is None
+        # Nothing bad: the same as without the option; everything bad: NaN, never zeros.
+        clean_y = y.at[3].set(0.0).at[20].set(0.0)
+        (clean, info), _ = fn(params, (x, clean_y))
+        assert int(info.num_skipped) == 0
+        plain = optim.microbatched_value_and_grad(loss, 4)(params, (x, clean_y))[0]
+        np.testing.assert_allclose(clean, plain, rtol=1e-14)
+        (all_bad, info), all_bad_grads = fn(params, (x, jnp.full_like(y, jnp.nan)))
+        assert int(info.num_skipped) == 4 and np.isnan(all_bad)
+        assert np.all(np.isnan(all_bad_grads["w"]))

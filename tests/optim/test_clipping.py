@@ -257,3 +257,19 @@ def test_soft_clip_step_is_the_l0_l1_safe_step():
             step = optax.chain(optim.soft_clip_by_global_norm(L0 / L1), optax.sgd(1.0 / L0))
             u, _ = step.update(jnp.asarray(g, jnp.float64), step.init(jnp.zeros((), jnp.float64)))
             np.testing.assert_allclose(float(u), -g / (L0 + L1 * abs(g)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("form", ALL_FORMS)
+def test_state_keeps_the_pre_clip_global_norm_in_float32(form):
+    g = random_tree(7, scale=3.0)
+    transform = optax.chain(form(0.5), optax.adam(1e-2))
+    state = transform.init(g)
+    assert float(optax.tree.get(state, "grad_norm")) == 0.0
+    _, state = jax.jit(transform.update)(g, state, g)
+    norm = optax.tree.get(state, "grad_norm")
+    assert norm.dtype == jnp.float32 and norm.shape == ()
+    np.testing.assert_allclose(norm, global_norm(g), rtol=1e-6)  # before clipping
+    with jax.enable_x64(True):
+        g64 = {"a": jnp.array([3.0, 4.0], jnp.float64)}
+        _, s64 = form(1.0).update(g64, form(1.0).init(g64))
+        assert s64.grad_norm.dtype == jnp.float32 and float(s64.grad_norm) == 5.0
