@@ -74,7 +74,7 @@ def test_newton_cg_equals_the_dense_solve_on_spd_problems(damping):
         x, y = logistic_problem(jax.random.key(0))
         w0 = 0.1 * jnp.ones(x.shape[1])
         dense = newton.newton_step(logistic_loss, w0, x, y, damping=damping)
-        cg = newton.newton_cg_step(logistic_loss, w0, x, y, damping=damping, tol=1e-12)
+        cg = newton.newton_cg_step(logistic_loss, w0, x, y, damping=damping, cg_tol=1e-12)
         np.testing.assert_allclose(cg, dense, rtol=1e-9, atol=1e-12)
 
 
