@@ -13,11 +13,9 @@ from jax.flatten_util import ravel_pytree
 
 from gradjax._checks import (
     check_choice,
-    check_finite_tree,
     check_int,
     check_scalar,
     check_scalar_fun,
-    floating_tree,
 )
 from gradjax._status import Status
 from gradjax.newton._adjoint import implicit_adjoint
@@ -25,6 +23,7 @@ from gradjax.newton._cg import matrix_free_model
 from gradjax.newton._driver import iterate
 from gradjax.newton._line_search import LineSearch
 from gradjax.newton._model import dense_model
+from gradjax.newton._steps import check_params
 
 PyTree = Any
 METHODS = ("newton", "newton_cg", "gradient_descent")
@@ -232,8 +231,7 @@ def minimize(
     options = check_options(method, adjoint, given, line)
     num_steps = check_int("num_steps", num_steps, 0)
     check_scalar("tol", tol, low=0.0)
-    params = floating_tree("params", params)
-    check_finite_tree("params", params)
+    params = check_params(params)
     args = jax.tree.map(jnp.asarray, args)
     dtypes = jax.tree.map(lambda leaf: leaf.dtype, params)
     params = jax.tree.map(lambda leaf: leaf.astype(_compute_dtype(leaf)), params)

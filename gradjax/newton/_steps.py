@@ -23,9 +23,18 @@ from gradjax.newton._model import value_grad_hessian
 PyTree = Any
 
 
-def _checked(fun: Callable, params: PyTree, args: tuple) -> PyTree:
+def check_params(params: PyTree) -> PyTree:
+    """A non-empty pytree of finite (when concrete) floating arrays with at least one entry."""
     params = floating_tree("params", params)
+    if optax.tree.size(params) == 0:
+        shapes = [leaf.shape for leaf in jax.tree.leaves(params)]
+        raise ValueError(f"params must have at least one entry, got leaves of shapes {shapes}")
     check_finite_tree("params", params)
+    return params
+
+
+def _checked(fun: Callable, params: PyTree, args: tuple) -> PyTree:
+    params = check_params(params)
     check_scalar_fun("fun", fun, params, *args)
     return params
 
