@@ -14,6 +14,7 @@ Reference:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -400,19 +401,21 @@ def switched(problems: list[Problem]) -> Callable:
 
 
 class Outcome(NamedTuple):
-    """One solver's result on one problem."""
+    """One solver's result on one problem (``seconds``: the solve, compile excluded)."""
 
     value: float
     num_steps: int
     status: int
     solved: bool
+    seconds: float
 
 
 def run_gradjax(method: str, problems=PROBLEMS, *, num_steps: int = 200, tol: float = 1e-8):
-    """``{name: Outcome}`` of ``gradjax.newton.minimize`` from each standard start (float64).
+    """``({name: Outcome}, {n: compile seconds})`` of ``gradjax.newton.minimize`` from each
+    standard start (float64).
 
     One compiled solver per dimension (:func:`switched`); the iterates are those of
-    one problem at a time. Returns the outcomes and the compile seconds per dimension.
+    one problem at a time.
     """
     from gradjax import newton
 
@@ -425,48 +428,96 @@ def run_gradjax(method: str, problems=PROBLEMS, *, num_steps: int = 200, tol: fl
                     fun, x0, index, method=method, num_steps=num_steps, tol=tol
                 )
             )
-            x0 = jnp.zeros(n)
-            import time
-
             start = time.perf_counter()
-            solve = solve.lower(x0, jnp.int32(0)).compile()
+            solve = solve.lower(jnp.zeros(n), jnp.int32(0)).compile()
             compile_seconds[n] = time.perf_counter() - start
             for index, problem in enumerate(group):
-                out = solve(jnp.asarray(problem.x0, jnp.float64), jnp.int32(index))
+                x0 = jnp.asarray(problem.x0, jnp.float64)
+                start = time.perf_counter()
+                out = jax.block_until_ready(solve(x0, jnp.int32(index)))
+                seconds = time.perf_counter() - start
                 value = float(out.value)
                 outcomes[problem.name] = Outcome(
-                    value, int(out.num_steps), int(out.status), solved(value, problem.f_star)
+                    value,
+                    int(out.num_steps),
+                    int(out.status),
+                    solved(value, problem.f_star),
+                    seconds,
                 )
+    return outcomes, compile_seconds
+
+
+def run_optimistix_bfgs(problems=PROBLEMS, *, num_steps: int = 200, tol: float = 1e-8):
+    """``({name: Outcome}, {name: compile seconds})`` of ``optimistix.BFGS`` (rtol = atol =
+    tol), one compile per problem."""
+    import optimistix as optx
+
+    outcomes, compile_seconds = {}, {}
+    with jax.enable_x64(True):
+        for problem in problems:
+            solver = optx.BFGS(rtol=tol, atol=tol)
+            solve = jax.jit(
+                lambda x0, fun=problem.fun, solver=solver: optx.minimise(
+                    lambda x, _: fun(x), solver, x0, max_steps=num_steps, throw=False
+                )
+            )
+            x0 = jnp.asarray(problem.x0, jnp.float64)
+            start = time.perf_counter()
+            solve = solve.lower(x0).compile()
+            compile_seconds[problem.name] = time.perf_counter() - start
+            start = time.perf_counter()
+            out = jax.block_until_ready(solve(x0))
+            seconds = time.perf_counter() - start
+            value = float(problem.fun(out.value))
+            success = out.result == optx.RESULTS.successful
+            outcomes[problem.name] = Outcome(
+                value,
+                int(out.stats["num_steps"]),
+                0 if bool(success) else 1,
+                solved(value, problem.f_star),
+                seconds,
+            )
     return outcomes, compile_seconds
 
 
 def run_scipy(method: str, problems=PROBLEMS, *, num_steps: int = 200, tol: float = 1e-8):
     """``{name: Outcome}`` of ``scipy.optimize.minimize`` (``trust-exact``, ``trust-ncg``)
-    with jitted JAX derivatives; status 0 where SciPy reports success, else 1."""
+    with jitted JAX derivatives (compiled before the timed solve); status 0 where SciPy
+    reports success, else 1."""
     import scipy.optimize
 
     outcomes = {}
     with jax.enable_x64(True):
         for problem in problems:
+            x0 = np.asarray(problem.x0, np.float64)
             f = jax.jit(problem.fun)
             g = jax.jit(jax.grad(problem.fun))
+            f(x0), g(x0)
             derivatives = {"jac": lambda x, g=g: np.asarray(g(x))}
             if method == "trust-exact":
                 h = jax.jit(jax.hessian(problem.fun))
+                h(x0)
                 derivatives["hess"] = lambda x, h=h: np.asarray(h(x))
             else:
                 hvp = jax.jit(lambda x, v, g=g: jax.jvp(g, (x,), (v,))[1])
+                hvp(x0, x0)
                 derivatives["hessp"] = lambda x, v, hvp=hvp: np.asarray(hvp(x, v))
+            start = time.perf_counter()
             with np.errstate(all="ignore"):
                 res = scipy.optimize.minimize(
                     lambda x, f=f: float(f(x)),
-                    np.asarray(problem.x0, np.float64),
+                    x0,
                     method=method,
                     options={"gtol": tol, "maxiter": num_steps},
                     **derivatives,
                 )
+            seconds = time.perf_counter() - start
             value = float(res.fun)
             outcomes[problem.name] = Outcome(
-                value, int(res.nit), 0 if res.success else 1, solved(value, problem.f_star)
+                value,
+                int(res.nit),
+                0 if res.success else 1,
+                solved(value, problem.f_star),
+                seconds,
             )
     return outcomes

@@ -752,6 +752,7 @@ def test_the_table_covers_every_public_function():
 # status, or the value the docstring names). Each row failed on the code before it.
 # One list per area, as above, so the areas' rows stay apart.
 
+
 @jax.custom_jvp
 def wrong_sign_square(p):
     """‖p‖² whose derivative is given the wrong sign (-2p): no step decreases it."""
@@ -774,9 +775,12 @@ def _unrolled_exact_gd():
     # f = ½θx² − x, x* = 1/θ, dx*/dθ = -1/θ² = -0.25 at θ = 2; GD with η = 1/θ lands on
     # x* in one step from 0, a step that does not depend on θ.
     fun = lambda x, theta: 0.5 * theta * x**2 - x  # noqa: E731
-    solve = lambda theta: newton.minimize(  # noqa: E731
-        fun, 0.0, theta, method="gradient_descent", learning_rate=0.5, adjoint="unrolled"
-    ).params
+
+    def solve(theta):
+        return newton.minimize(
+            fun, 0.0, theta, method="gradient_descent", learning_rate=0.5, adjoint="unrolled"
+        ).params
+
     return jax.grad(solve)(2.0)
 
 
@@ -813,6 +817,7 @@ OUTCOMES_NEWTON: list = [
         lambda x: (jnp.arange(1.0, 4.0) @ x - 1) ** 2, V3, method="newton_cg", tol=1e-5),
      _is_status(newton.Status.SUCCESS)),
 ]  # fmt: skip
+
 OUTCOMES_EM: list = []
 OUTCOMES_REGULARIZERS: list = []
 OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS

@@ -26,11 +26,13 @@ BY_NAME = {problem.name: problem for problem in _mgh.PROBLEMS}
 
 def test_the_set_has_at_least_25_problems_and_their_minimisers_give_f_star():
     assert len(_mgh.PROBLEMS) >= 25 and len(BY_NAME) == len(_mgh.PROBLEMS)
+    stated = [problem for problem in _mgh.PROBLEMS if problem.x_star is not None]
+    assert len(stated) >= 15
     with jax.enable_x64(True):
-        for problem in _mgh.PROBLEMS:
-            if problem.x_star is not None:
-                value = float(problem.fun(jnp.asarray(problem.x_star, jnp.float64)))
-                assert _mgh.solved(value, problem.f_star), (problem.name, value)
+        # One compiled program for all of them (eager evaluation dispatches op by op).
+        values = jax.jit(lambda: [p.fun(jnp.asarray(p.x_star, jnp.float64)) for p in stated])()
+    for problem, value in zip(stated, values, strict=True):
+        assert _mgh.solved(float(value), problem.f_star), (problem.name, float(value))
 
 
 @FULL
@@ -76,7 +78,7 @@ def test_meyer_is_solved_by_newton_cg_with_its_default_cg_options():
 
 
 @pytest.mark.parametrize("method", ["newton", "newton_cg"])
-@pytest.mark.parametrize("n", [2, 3, 5, 10])
+@pytest.mark.parametrize("n", [3, 10])  # the sizes whose rounding failed
 def test_a_singular_minimum_is_success(method, n):
     # f = (jᵀx − 1)², j = 1..n, from ones(n): H = 2jjᵀ has rank 1 everywhere. CG met a
     # rounding-level pᵀHp = −2e-28 there and called it negative curvature.
