@@ -74,6 +74,10 @@ def floating_tree(name: str, tree: PyTree, hint: str = "") -> PyTree:
 
     ``hint`` is appended to the dtype error (say, what to pass instead).
     """
+    for leaf in jax.tree.leaves(tree):
+        if _dtype_of(leaf) is None:  # a string or object: named here, not by jnp
+            got = type(leaf).__name__
+            raise TypeError(f"{name} must be floating-point arrays{hint}, got {got}")
     tree = jax.tree.map(jnp.asarray, tree)
     leaves = jax.tree.leaves(tree)
     if not leaves:

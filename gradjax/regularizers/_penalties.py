@@ -63,12 +63,13 @@ def jacobian_penalty(
       >>> regularizers.jacobian_penalty(None, lambda x: w @ x, jnp.zeros(2))  # ‖W‖²_F
       Array(30., dtype=float32)
     """
+    if key is not None:
+        check_key("key", key)
     x = floating_inputs("x", x, " (perturb embeddings, not token ids)")
     out = check_array_fun("fun", fun, x)
     if key is None:
         jac = (jax.jacrev if out.size <= optax.tree.size(x) else jax.jacfwd)(fun)(x)
         return optax.tree.norm(jac, squared=True)
-    check_key("key", key)
     signs = jax.random.rademacher(key, out.shape, out.dtype)
     return _signed_jacobian_penalty(fun, x, signs)
 

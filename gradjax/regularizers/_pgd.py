@@ -42,7 +42,8 @@ def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
 
     Python and NumPy numbers and concrete arrays are checked now, also inside a caller's
     ``jit`` (they are converted at compile time, so they stay concrete): no NaN,
-    lower <= upper, and a concrete x inside them. Traced bounds are used unchecked.
+    lower <= upper, and a concrete x inside them. Traced bounds cannot raise: where they
+    cross, lower becomes NaN, so δ is NaN there.
     """
     if bounds is None:
         return None
@@ -69,16 +70,18 @@ def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
             raise ValueError(f"bounds' {name} must not be NaN, got {b}")
         out.append(b)
     lower, upper = out
-    if is_concrete(lower) and is_concrete(upper):
-        with jax.ensure_compile_time_eval():
-            crossed = bool(jnp.any(lower > upper))
-        if crossed:
-            raise ValueError(f"bounds must have lower <= upper, got lower={lower}, upper={upper}")
-        for leaf in jax.tree.leaves(x):
-            if concrete_any(leaf, lambda a: (a < lower) | (a > upper)):
-                raise ValueError(
-                    "x must lie within bounds (lower <= x <= upper) before it is perturbed"
-                )
+    if not (is_concrete(lower) and is_concrete(upper)):
+        # Traced, unchecked: crossed bounds make δ NaN instead of a finite clip to one side.
+        return jnp.where(lower <= upper, lower, jnp.nan), upper
+    with jax.ensure_compile_time_eval():
+        crossed = bool(jnp.any(lower > upper))
+    if crossed:
+        raise ValueError(f"bounds must have lower <= upper, got lower={lower}, upper={upper}")
+    for leaf in jax.tree.leaves(x):
+        if concrete_any(leaf, lambda a: (a < lower) | (a > upper)):
+            raise ValueError(
+                "x must lie within bounds (lower <= x <= upper) before it is perturbed"
+            )
     return lower, upper
 
 
@@ -204,7 +207,8 @@ def pgd_perturbation(
       bounds: optional ``(lower, upper)``, scalars or arrays broadcastable to x, the valid
         input range (e.g. ``(0, 1)`` for images). Concrete bounds (Python floats included,
         also under ``jit``) must not be NaN and must have lower <= upper, and a concrete x
-        (passed eagerly or closed over) must already lie inside them. A traced x outside
+        (passed eagerly or closed over) must already lie inside them; traced bounds with
+        lower > upper give a NaN δ. A traced x outside
         them still gets ‖δ‖ ≤ ε; x + δ is then moved towards the box but may stay outside.
       mask: optional bool array (or pytree like x), True where x may be perturbed (False at
         padding); masked entries of δ are zero and excluded from norms.

@@ -31,10 +31,15 @@ def _kl_from_logits(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
 
 
 def check_logits_fun(fun: Any, x: PyTree) -> jax.ShapeDtypeStruct:
-    """``fun(x)`` must return floating logits of shape (..., classes)."""
+    """``fun(x)`` must return floating logits of shape (..., classes), classes >= 1.
+
+    One class is valid (its softmax is 1, so every KL is 0); none is an error.
+    """
     out = check_array_fun("fun", fun, x)
     if out.ndim < 1:
         raise ValueError(f"fun must return logits of shape (..., classes), got {out.shape}")
+    if out.shape[-1] == 0:
+        raise ValueError(f"fun must return logits of at least one class, got {out.shape}")
     return out
 
 
