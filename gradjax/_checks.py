@@ -41,7 +41,7 @@ def concrete_any(value: Any, predicate: Callable[[jax.Array], jax.Array]) -> boo
         return value.size > 0 and bool(jnp.any(predicate(value)))
 
 
-def _is_real(dtype: Any) -> bool:
+def is_real_dtype(dtype: Any) -> bool:
     """The one dtype rule for numbers: int or floating; bool and complex are not numbers."""
     return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
 
@@ -129,7 +129,7 @@ def check_scalar(
     if isinstance(value, (int, float, np.integer, np.floating)):
         value = float(value)
     elif isinstance(value, (jax.Array, np.ndarray)) and value.shape == ():
-        if not _is_real(value.dtype):
+        if not is_real_dtype(value.dtype):
             raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
         if not is_concrete(value):
             return value
@@ -227,7 +227,7 @@ def real_array(name: str, value: Any) -> jax.Array:
     dtype = _dtype_of(value)
     if dtype is None:
         raise TypeError(f"{name} must be a real array, got {type(value).__name__}")
-    if not _is_real(dtype):
+    if not is_real_dtype(dtype):
         raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
     return jnp.asarray(value)
 

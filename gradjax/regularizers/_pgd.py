@@ -12,7 +12,6 @@ import optax
 
 from gradjax._checks import (
     _dtype_of,
-    _is_real,
     as_mask,
     check_bool,
     check_choice,
@@ -23,6 +22,7 @@ from gradjax._checks import (
     concrete_any,
     floating_inputs,
     is_concrete,
+    is_real_dtype,
     nan_outside,
 )
 
@@ -52,7 +52,7 @@ def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
     out = []
     for name, b in zip(("lower", "upper"), bounds, strict=True):
         dtype = _dtype_of(b)
-        if dtype is None or not _is_real(dtype):
+        if dtype is None or not is_real_dtype(dtype):
             got = f"dtype {dtype}" if dtype is not None else type(b).__name__
             raise TypeError(f"bounds' {name} must be real numbers (not bool), got {got}")
         with jax.ensure_compile_time_eval():  # a Python float stays concrete under jit
