@@ -54,7 +54,9 @@ def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
         dtype = _dtype_of(b)
         if dtype is None or not is_real_dtype(dtype):
             got = f"dtype {dtype}" if dtype is not None else type(b).__name__
-            raise TypeError(f"bounds' {name} must be real numbers (not bool), got {got}")
+            raise TypeError(
+                f"bounds' {name} must be a real number or array (int or float), got {got}"
+            )
         with jax.ensure_compile_time_eval():  # a Python float stays concrete under jit
             b = jnp.asarray(b)
         for leaf in jax.tree.leaves(x):
