@@ -215,7 +215,7 @@ def single_loss(
       discriminator: ``discriminator(params["discriminator"], x) -> scores`` (B,) or
         (B, 1).
       g_weight: a finite number >= 0 (Python, NumPy or JAX scalar) multiplying the
-        generator's gradient; 0 freezes G. A traced negative one gives NaN gradients.
+        generator's gradient; 0 freezes G. A traced negative one gives a NaN loss and gradients.
 
     Returns:
       ``loss_fn(params, x_real, z) -> (loss, aux)`` with
