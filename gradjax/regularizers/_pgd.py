@@ -124,6 +124,7 @@ def _project(delta, x, epsilon, norm, bounds, mask):
     if norm == "linf":
         delta = jax.tree.map(lambda d: jnp.clip(d, -epsilon, epsilon).astype(d.dtype), delta)
     else:
+        # The norm of bf16/f16 leaves in float32, float64 kept (optax.tree.cast takes one dtype).
         wide = jax.tree.map(lambda d: d.astype(jnp.promote_types(d.dtype, jnp.float32)), delta)
         length = optax.tree.norm(wide)
         factor = jnp.minimum(1, epsilon / jnp.where(length == 0, 1, length))  # NaN stays NaN
