@@ -25,7 +25,7 @@ TORCH_THREADS = 2  # the same two cores XLA:CPU uses
 def _step_losses(model: CharCNN, batch_size: int) -> dict:
     """name -> loss_fn(params, batch, key) on the CharCNN's minibatch embeddings."""
 
-    def vat(num_power_iters):
+    def vat(num_steps):
         def loss_fn(params, batch, key):
             ids, mask, labels = batch
             emb = model.apply(params, ids, method=CharCNN.embed)
@@ -34,7 +34,7 @@ def _step_losses(model: CharCNN, batch_size: int) -> dict:
                 return model.apply(params, e, mask, method=CharCNN.classify)
 
             vat_term = reg.vat_loss(
-                key, logits_at, emb, epsilon=1.0, num_power_iters=num_power_iters, mask=mask
+                key, logits_at, emb, epsilon=1.0, num_steps=num_steps, mask=mask
             )
             return ex.cross_entropy(logits_at(emb), labels) + vat_term / batch_size
 

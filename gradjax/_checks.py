@@ -41,6 +41,11 @@ def concrete_any(value: Any, predicate: Callable[[jax.Array], jax.Array]) -> boo
         return value.size > 0 and bool(jnp.any(predicate(value)))
 
 
+def is_real_dtype(dtype: Any) -> bool:
+    """The one dtype rule for numbers: int or floating; bool and complex are not numbers."""
+    return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """A static int (not bool) in ``[low, high]``, returned as ``int``.
 
@@ -69,6 +74,10 @@ def floating_tree(name: str, tree: PyTree, hint: str = "") -> PyTree:
 
     ``hint`` is appended to the dtype error (say, what to pass instead).
     """
+    for leaf in jax.tree.leaves(tree):
+        if _dtype_of(leaf) is None:  # a string or object: named here, not by jnp
+            got = type(leaf).__name__
+            raise TypeError(f"{name} must be floating-point arrays{hint}, got {got}")
     tree = jax.tree.map(jnp.asarray, tree)
     leaves = jax.tree.leaves(tree)
     if not leaves:
@@ -120,9 +129,7 @@ def check_scalar(
     if isinstance(value, (int, float, np.integer, np.floating)):
         value = float(value)
     elif isinstance(value, (jax.Array, np.ndarray)) and value.shape == ():
-        if not (
-            jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
-        ):
+        if not is_real_dtype(value.dtype):
             raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
         if not is_concrete(value):
             return value
@@ -220,7 +227,7 @@ def real_array(name: str, value: Any) -> jax.Array:
     dtype = _dtype_of(value)
     if dtype is None:
         raise TypeError(f"{name} must be a real array, got {type(value).__name__}")
-    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+    if not is_real_dtype(dtype):
         raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
     return jnp.asarray(value)
 
@@ -244,3 +251,71 @@ def index_array(name: str, value: Any, size: int | None = None) -> jax.Array:
     if size is not None and concrete_any(value, lambda v: (v < 0) | (v >= size)):
         raise ValueError(f"{name} must be indices in [0, {size}), got entries out of range")
     return jnp.asarray(value)
+
+
+def nan_outside(value: Any, low: float, *, strict: bool = False) -> Any:
+    """A traced scalar option below ``low`` (or at it, if ``strict``) becomes NaN.
+
+    The traced half of :func:`check_scalar`'s range rule: a concrete value was checked
+    there and is returned unchanged; a traced one cannot raise, so an out-of-range value
+    turns the result NaN instead of giving a finite answer of the wrong sign.
+    """
+    if is_concrete(value):
+        return value
+    value = jnp.asarray(value)
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        value = value.astype(jnp.float32)
+    ok = value > low if strict else value >= low
+    return jnp.where(ok, value, jnp.nan)
+
+
+def floating_inputs(name: str, tree: PyTree, hint: str = "") -> PyTree:
+    """A pytree of floating arrays with at least one entry, finite where concrete."""
+    tree = floating_tree(name, tree, hint)
+    if not any(leaf.size for leaf in jax.tree.leaves(tree)):
+        shapes = [leaf.shape for leaf in jax.tree.leaves(tree)]
+        raise ValueError(f"{name} must have at least one entry, got arrays of shapes {shapes}")
+    check_finite_tree(name, tree)
+    return tree
+
+
+def check_array_fun(name: str, fun: Any, *example_args: Any) -> jax.ShapeDtypeStruct:
+    """``fun(*example_args)`` must return one floating array; returns its shape/dtype.
+
+    The array-valued sibling of :func:`check_scalar_fun` (logits, a vector function),
+    checked by shape evaluation.
+    """
+    check_callable(name, fun)
+    out = jax.eval_shape(fun, *example_args)
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(f"{name} must return one array, got {type(out).__name__}")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(f"{name} must return floating values, got dtype {out.dtype}")
+    return out
+
+
+def as_mask(name: str, mask: PyTree | None, like: PyTree) -> PyTree | None:
+    """``None``, or a bool pytree shaped like ``like`` whose leaves are broadcast to it.
+
+    Each leaf's shape is a prefix of its ``like`` leaf's shape ((L,) for (L, E)
+    embeddings); trailing axes are added. Masks are bools: a 0/1 number array is a
+    TypeError, as a bool is no number.
+    """
+    if mask is None:
+        return None
+    like_leaves, treedef = jax.tree.flatten(like)
+    mask_leaves, mask_def = jax.tree.flatten(mask)
+    if mask_def != treedef:
+        raise ValueError(f"{name} must have the structure of x ({treedef}), got {mask_def}")
+    out = []
+    for m, leaf in zip(mask_leaves, like_leaves, strict=True):
+        dtype = _dtype_of(m)
+        if dtype != np.dtype(bool):
+            raise TypeError(f"{name} must be a bool array, got {dtype or type(m).__name__}")
+        m = jnp.asarray(m)
+        if m.shape != leaf.shape[: m.ndim]:
+            raise ValueError(
+                f"{name}'s shape must be a prefix of x's shape {leaf.shape}, got {m.shape}"
+            )
+        out.append(m.reshape(m.shape + (1,) * (leaf.ndim - m.ndim)))
+    return jax.tree.unflatten(treedef, out)

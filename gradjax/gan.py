@@ -20,6 +20,7 @@ from gradjax._checks import (
     check_choice,
     check_finite_tree,
     check_scalar,
+    nan_outside,
     real_array,
 )
 
@@ -84,7 +85,7 @@ def qp_losses(
       x_fake: generated samples, same shape as ``x_real``.
       lam: λ > 0, finite, the scale of the quadratic potential (10 in the paper; the
         method is insensitive to it since it only rescales the critic). A Python, NumPy
-        or JAX scalar; a traced one is used unchecked.
+        or JAX scalar; a traced one cannot raise, so a traced λ <= 0 gives NaN losses.
       distance: ``"l1"`` or ``"l2"``.
 
     Returns:
@@ -117,10 +118,12 @@ def qp_losses(
             f"x_real must have the scores' batch size {batch} on its leading axis, "
             f"got shape {real_shape}"
         )
+    if x_real.size == 0:
+        raise ValueError(f"x_real must have at least one entry per pair, got shape {real_shape}")
     check_finite_tree("x_real", x_real)
     check_finite_tree("x_fake", x_fake)
     check_choice("distance", distance, _DISTANCES)
-    check_scalar("lam", lam, low=0.0, strict=True)
+    lam = nan_outside(check_scalar("lam", lam, low=0.0, strict=True), 0.0, strict=True)
 
     dtype = _loss_dtype(t_real, t_fake, x_real, x_fake)
     delta = t_real.astype(dtype) - t_fake.astype(dtype)
@@ -212,7 +215,7 @@ def single_loss(
       discriminator: ``discriminator(params["discriminator"], x) -> scores`` (B,) or
         (B, 1).
       g_weight: a finite number >= 0 (Python, NumPy or JAX scalar) multiplying the
-        generator's gradient; 0 freezes G.
+        generator's gradient; 0 freezes G. A traced negative one gives a NaN loss and gradients.
 
     Returns:
       ``loss_fn(params, x_real, z) -> (loss, aux)`` with
@@ -251,7 +254,7 @@ def single_loss(
         ("discriminator", discriminator),
     ):
         check_callable(name, fn)
-    check_scalar("g_weight", g_weight, low=0.0)
+    g_weight = nan_outside(check_scalar("g_weight", g_weight, low=0.0), 0.0)
 
     def loss_fn(params: dict, x_real: jax.Array, z: jax.Array) -> tuple[jax.Array, dict]:
         if not isinstance(params, dict) or set(params) != {"generator", "discriminator"}:
@@ -260,15 +263,26 @@ def single_loss(
                 f"params must be a dict with keys 'generator', 'discriminator', got {got}"
             )
         pg, pd = params["generator"], params["discriminator"]
+        check_finite_tree("x_real", x_real)
         x_fake = generator(pg, z)
         if jnp.shape(x_fake) != jnp.shape(x_real):
             raise ValueError(
                 f"generator(params, z) must return samples shaped like x_real "
                 f"{jnp.shape(x_real)}, got {jnp.shape(x_fake)}"
             )
+        if not jnp.issubdtype(jnp.result_type(x_fake), jnp.floating):
+            raise TypeError(  # an int sample has no gradient: G would never learn
+                f"generator(params, z) must return floating samples, got dtype "
+                f"{jnp.result_type(x_fake)}"
+            )
         x_fake_ng = jax.lax.stop_gradient(x_fake)
         t_real = discriminator(pd, x_real)
-        d_loss, _ = losses(t_real, discriminator(pd, x_fake_ng), x_real, x_fake_ng)
+        pair = losses(t_real, discriminator(pd, x_fake_ng), x_real, x_fake_ng)
+        if not (isinstance(pair, tuple | list) and len(pair) == 2):
+            raise TypeError(
+                f"losses must return a pair (d_loss, g_loss), got {type(pair).__name__}"
+            )
+        d_loss = pair[0]
 
         pd_ng = jax.lax.stop_gradient(pd)
         t_fake_for_g = discriminator(pd_ng, x_fake)

@@ -167,35 +167,38 @@ NEWTON = [
 def pgd(epsilon=0.1, **kwargs):
     x = kwargs.pop("x", jnp.full(3, 0.5))
     return reg.pgd_perturbation(
-        kwargs.pop("key", KEY), kwargs.pop("loss_fn", sq), x, epsilon=epsilon, **kwargs
+        kwargs.pop("key", KEY), kwargs.pop("fun", sq), x, epsilon=epsilon, **kwargs
     )
 
 
 def trades(epsilon=0.1, **kwargs):
+    x = kwargs.pop("x", jnp.full(3, 0.5))
     return reg.trades_loss(
-        kwargs.pop("key", KEY), kwargs.pop("logits_fn", two_logits), jnp.full(3, 0.5),
-        epsilon=epsilon, **kwargs,
+        kwargs.pop("key", KEY), kwargs.pop("fun", two_logits), x, epsilon=epsilon, **kwargs,
     )  # fmt: skip
 
 
+OUT3 = jnp.full(3, 2.0)  # outside bounds (-1, 1)
+
+
 REGULARIZERS = [
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=-0.1), ValueError,
-     "sigma"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma="0.1"), TypeError,
-     "sigma"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=jnp.array(-1.0)),
-     ValueError, "sigma"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=1, num_samples=0),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=-0.1), ValueError,
+     "stdev"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev="0.1"), TypeError,
+     "stdev"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=jnp.array(-1.0)),
+     ValueError, "stdev"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=1, num_samples=0),
      ValueError, "num_samples"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=1, num_samples=1.5),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=1, num_samples=1.5),
      TypeError, "num_samples"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(0, sq, V3, sigma=1), TypeError, "key"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, jnp.cos, V3, sigma=1), ValueError,
-     "loss_fn must return a sc"),
-    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, E0, sigma=1), ValueError,
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(0, sq, V3, stdev=1), TypeError, "key"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, jnp.cos, V3, stdev=1), ValueError,
+     "fun must return a sc"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, E0, stdev=1), ValueError,
      "x must have at least one entry"),
     ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(jnp.sin, V3), ValueError,
-     "fn must return a scalar"),
+     "fun must return a scalar"),
     ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, jnp.arange(3)), TypeError,
      "x must be floating"),
     ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, C3), TypeError,
@@ -203,12 +206,12 @@ REGULARIZERS = [
     ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, NAN3), ValueError,
      "x must be finite"),
     ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(sq, {}), ValueError, "x must"),
-    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(jnp.sin, V3, 0), TypeError,
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(0, jnp.sin, V3), TypeError,
      "key"),
-    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty("f", V3), TypeError,
-     "fn must be callable"),
-    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(jnp.round, jnp.ones(3, int)),
-     TypeError, "x must be floating"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(None, "f", V3), TypeError,
+     "fun must be callable"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(
+        None, jnp.round, jnp.ones(3, int)), TypeError, "x must be floating"),
     ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, V3, epsilon=-1.0),
      ValueError, "epsilon"),
     ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(
@@ -216,7 +219,7 @@ REGULARIZERS = [
     ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, V3, epsilon=None),
      TypeError, "epsilon"),
     ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(3.0, V3, epsilon=1.0),
-     TypeError, "loss_fn must be callable"),
+     TypeError, "fun must be callable"),
     ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(
         sq, V3, epsilon=1, mask=jnp.ones(4, bool)), ValueError, "mask"),
     ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, NAN3, epsilon=1.0),
@@ -229,15 +232,15 @@ REGULARIZERS = [
      TypeError, "x must be floating"),
     ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, epsilon=-1.0),
      ValueError, "epsilon"),
-    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, num_power_iters=-1),
-     ValueError, "num_power_iters"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, num_steps=-1),
+     ValueError, "num_steps"),
     ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, xi=-1.0), ValueError,
      "xi"),
     ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, xi=jnp.array(-1.0)),
      ValueError, "xi"),
     ("regularizers.vat_loss", lambda: reg.vat_loss(1, two_logits, V3), TypeError, "key"),
     ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, sq, V3), ValueError,
-     "logits_fn"),
+     "fun must return logits"),
     ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, two_logits, V3, xi=None),
      TypeError, "xi"),
     ("regularizers.vat_direction", lambda: reg.vat_direction(0, two_logits, V3), TypeError,
@@ -265,23 +268,23 @@ REGULARIZERS = [
     ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0,)), ValueError,
      "bounds must be a pair"),
     ("regularizers.pgd_perturbation", lambda: pgd(bounds=(1, 0)), ValueError,
-     "bounds must have lo <= hi"),
+     "bounds must have lower <= upper"),
     ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0, np.nan)), ValueError,
-     "bounds' hi must not be NaN"),
+     "bounds' upper must not be NaN"),
     ("regularizers.pgd_perturbation", lambda: pgd(bounds=(jnp.zeros(2), 1)), ValueError,
-     "bounds' lo must broadcast"),
+     "bounds' lower must broadcast"),
     ("regularizers.pgd_perturbation", lambda: pgd(bounds=(1j, 2)), TypeError,
-     "bounds' lo must be real"),
+     "bounds' lower must be a real number"),
     ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0.6, 1)), ValueError,
      "x must lie within bounds"),
     ("regularizers.pgd_perturbation", lambda: pgd(x=NAN3), ValueError, "x must be finite"),
     ("regularizers.pgd_perturbation", lambda: pgd(x=jnp.arange(3)), TypeError,
      "x must be floating"),
     ("regularizers.pgd_perturbation", lambda: pgd(x=E0), ValueError, "x must have at least"),
-    ("regularizers.pgd_perturbation", lambda: pgd(loss_fn=jnp.sin), ValueError,
-     "loss_fn must return a scalar"),
-    ("regularizers.pgd_perturbation", lambda: pgd(loss_fn=3.0), TypeError,
-     "loss_fn must be callable"),
+    ("regularizers.pgd_perturbation", lambda: pgd(fun=jnp.sin), ValueError,
+     "fun must return a scalar"),
+    ("regularizers.pgd_perturbation", lambda: pgd(fun=3.0), TypeError,
+     "fun must be callable"),
     ("regularizers.pgd_perturbation", lambda: pgd(mask=jnp.ones(4, bool)), ValueError, "mask"),
     ("regularizers.trades_loss", lambda: trades(epsilon=jnp.array(-1.0)), ValueError,
      "epsilon must be finite and >= 0"),
@@ -290,10 +293,73 @@ REGULARIZERS = [
     ("regularizers.trades_loss", lambda: trades(norm="L2"), ValueError, "norm must be one of"),
     ("regularizers.trades_loss", lambda: trades(bounds=(0, 0.4)), ValueError,
      "x must lie within bounds"),
-    ("regularizers.trades_loss", lambda: trades(logits_fn=sq), ValueError,
-     "logits_fn must return logits"),
+    ("regularizers.trades_loss", lambda: trades(fun=sq), ValueError,
+     "fun must return logits"),
     ("regularizers.trades_loss", lambda: trades(key=0), TypeError, "key"),
     ("regularizers.trades_loss", lambda: trades(step_size="big"), TypeError, "step_size"),
+    # Issue 29, items 8: Python-float bounds are concrete, also inside jit with x closed over.
+    ("regularizers.pgd_perturbation", lambda: jax.jit(lambda: pgd(x=OUT3, bounds=(-1.0, 1.0)))(),
+     ValueError, "x must lie within bounds"),
+    ("regularizers.pgd_perturbation", lambda: jax.jit(lambda: pgd(bounds=(1.0, -1.0)))(),
+     ValueError, "bounds must have lower <= upper"),
+    ("regularizers.pgd_perturbation", lambda: jax.jit(lambda: pgd(
+        x=OUT3, bounds=(np.float32(-1), np.float32(1))))(), ValueError, "x must lie within"),
+    ("regularizers.trades_loss", lambda: jax.jit(lambda: trades(x=OUT3, bounds=(-1.0, 1.0)))(),
+     ValueError, "x must lie within bounds"),
+    # The sweep of issue 24: the one bool rule, masks, names left behind, closed-over data.
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(False, True)), TypeError,
+     "bounds' lower must be a real number"),
+    ("regularizers.pgd_perturbation", lambda: pgd(bounds=(0, None)), TypeError,
+     "bounds' upper must be a real number"),
+    ("regularizers.pgd_perturbation", lambda: pgd(mask=jnp.ones(3)), TypeError,
+     "mask must be a bool array"),
+    ("regularizers.pgd_perturbation", lambda: pgd(loss_fn=sq), TypeError, "loss_fn"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=True), TypeError,
+     "stdev must be a real number, got bool"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=np.inf), ValueError,
+     "stdev must be finite"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, sigma=0.1), TypeError,
+     "sigma"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, 0.1), TypeError,
+     "positional"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, "x", stdev=0.1), TypeError,
+     "x must be floating-point arrays.*got str"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, V3, stdev=0.1,
+                                                       mask=np.ones(3, int)), TypeError,
+     "mask must be a bool array"),
+    ("regularizers.noisy_loss", lambda: jax.jit(lambda: reg.noisy_loss(KEY, sq, NAN3,
+                                                                       stdev=0.1))(),
+     ValueError, "x must be finite"),
+    ("regularizers.noisy_loss", lambda: reg.noisy_loss(KEY, sq, jnp.ones(3, bool), stdev=0.1),
+     TypeError, "x must be floating"),
+    ("regularizers.gradient_penalty", lambda: jax.jit(lambda: reg.gradient_penalty(sq, NAN3))(),
+     ValueError, "x must be finite"),
+    ("regularizers.gradient_penalty", lambda: reg.gradient_penalty(lambda z: jnp.sum(z) > 0, V3),
+     TypeError, "fun must return a real floating scalar"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(two_logits, V3, None),
+     TypeError, "key"),
+    ("regularizers.jacobian_penalty", lambda: reg.jacobian_penalty(None, lambda z: (z, z), V3),
+     TypeError, "fun must return one array"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, V3, epsilon=True),
+     TypeError, "epsilon must be a real number, got bool"),
+    ("regularizers.fgm_perturbation", lambda: reg.fgm_perturbation(sq, V3, epsilon=1.0,
+                                                                   mask=jnp.ones(3)), TypeError,
+     "mask must be a bool array"),
+    ("regularizers.adversarial_loss", lambda: reg.adversarial_loss(sq, V3, epsilon=1.0,
+                                                                   mask={"a": V3 > 0}),
+     ValueError, "mask must have the structure of x"),
+    ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, lambda z: z[:0], V3),
+     ValueError, "fun must return logits of at least one class"),
+    ("regularizers.vat_direction", lambda: reg.vat_direction(KEY, two_logits, V3, num_steps=True),
+     TypeError, "num_steps must be an int"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, num_power_iters=1),
+     TypeError, "num_power_iters"),
+    ("regularizers.vat_loss", lambda: reg.vat_loss(KEY, two_logits, V3, epsilon=np.float32(np.inf)),
+     ValueError, "epsilon must be finite"),
+    ("regularizers.trades_loss", lambda: trades(fun=lambda z: z[:0]), ValueError,
+     "at least one class"),
+    ("regularizers.trades_loss", lambda: trades(mask=jnp.ones(3, int)), TypeError,
+     "mask must be a bool array"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- optim
@@ -495,12 +561,15 @@ OPTIM = [
 # ----------------------------------------------------------------------------- gan
 
 T, X = jnp.zeros(4), jnp.zeros((4, 3))
+X_NAN = X.at[0, 0].set(jnp.nan)
 
 
 def single_loss_of_mlps(**overrides):
     """``single_loss`` of a linear generator (z (B, 2) -> (B, 3)) and critic, called."""
     params = {"generator": jnp.ones((2, 3)), "discriminator": jnp.ones(3)}
-    loss_fn = gan.single_loss(gan.qp_losses, lambda p, z: z @ p, lambda p, x: x @ p)
+    losses = overrides.pop("losses", gan.qp_losses)
+    generator = overrides.pop("generator", lambda p, z: z @ p)
+    loss_fn = gan.single_loss(losses, generator, lambda p, x: x @ p)
     args = {"params": params, "x_real": X, "z": jnp.ones((4, 2)), **overrides}
     return loss_fn(args["params"], args["x_real"], args["z"])
 
@@ -570,6 +639,25 @@ GAN = [
     ("gan.single_loss", lambda: single_loss_of_mlps(params=[1, 2]), ValueError, "params"),
     ("gan.single_loss", lambda: single_loss_of_mlps(x_real=jnp.zeros((6, 2))), ValueError,
      "generator.*x_real"),
+    # The sweep of issue 24: the bool rule, empty pairs, closed-over data, what G returns.
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, jnp.zeros((4, 0)), jnp.zeros((4, 0))),
+     ValueError, "x_real must have at least one entry per pair"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, lam=True), TypeError,
+     "lam must be a real number, got bool"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T.astype(bool), T, X, X), TypeError,
+     "t_real.*bool"),
+    ("gan.qp_losses", lambda: jax.jit(lambda: gan.qp_losses(T, T, X_NAN, X))(), ValueError,
+     "x_real must be finite"),
+    ("gan.qp_losses", lambda: gan.qp_losses(T, T, X, X, 10.0), TypeError, "positional"),
+    ("gan.hinge_losses", lambda: gan.hinge_losses(T.astype(bool), T), TypeError, "t_real.*bool"),
+    ("gan.single_loss", lambda: gan.single_loss(gan.qp_losses, abs, abs, g_weight=True),
+     TypeError, "g_weight must be a real number, got bool"),
+    ("gan.single_loss", lambda: single_loss_of_mlps(x_real=X_NAN), ValueError,
+     "x_real must be finite"),
+    ("gan.single_loss", lambda: single_loss_of_mlps(generator=lambda p, z: jnp.round(
+        z @ p).astype(jnp.int32)), TypeError, "generator.*floating samples"),
+    ("gan.single_loss", lambda: single_loss_of_mlps(losses=lambda *a: jnp.float32(0)),
+     TypeError, "losses must return a pair"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- em
@@ -935,7 +1023,6 @@ OUTCOMES_NEWTON: list = [
 ]  # fmt: skip
 
 OUTCOMES_EM: list = []
-OUTCOMES_REGULARIZERS: list = []
 OUTCOMES_ATTRIBUTION: list = [
     # Adaptive IG reports why it stopped: the tolerance met, the budget spent, or NaN.
     ("attribution.integrated_gradients", lambda: IG(
@@ -948,6 +1035,77 @@ OUTCOMES_ATTRIBUTION: list = [
     ("attribution.integrated_gradients", lambda: jax.jit(lambda x: IG(
         lambda z: jnp.sum(jnp.log(z - 0.5)), x, method="adaptive", steps=45, return_gap=True))(
         jnp.ones(3)), lambda r: int(r.status) == newton.Status.NONFINITE and not bool(r.converged)),
+]  # fmt: skip
+
+
+def traced_pgd(x=V3 * 0.5, norm="linf", **options):
+    """pgd_perturbation with x and every numeric option traced (passed into jit)."""
+    options = {"epsilon": 0.1, **options}
+    return jax.jit(lambda x, o: reg.pgd_perturbation(KEY, sq, x, norm=norm, **o))(x, options)
+
+
+def all_nan(tree):
+    assert all(jnp.all(jnp.isnan(leaf)) for leaf in jax.tree.leaves(tree)), tree
+
+
+def linf_at_most(eps):
+    def check(delta):
+        assert jnp.max(jnp.abs(delta)) <= eps * (1 + 1e-6), delta
+
+    return check
+
+
+def l2_at_most(eps):
+    def check(delta):
+        assert jnp.linalg.norm(delta) <= eps * (1 + 1e-6), delta
+
+    return check
+
+
+def two_player_grads(g_weight):
+    """single_loss's gradients with a traced g_weight (a linear generator and critic)."""
+    params = {"generator": jnp.ones(2), "discriminator": jnp.ones(2)}
+    x = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+
+    @jax.jit
+    def grads(w):
+        loss_fn = gan.single_loss(
+            gan.hinge_losses, lambda p, z: p * z, lambda p, x: jnp.sum(p * x, axis=1), g_weight=w
+        )
+        return jax.grad(loss_fn, has_aux=True)(params, x, x)[0]
+
+    return grads(g_weight)
+
+
+OUTCOMES_REGULARIZERS = [
+    # Issue 29, item 9: a traced x outside the bounds still gets ‖δ‖ ≤ ε (was |δ|∞ = 0.3).
+    ("regularizers.pgd_perturbation", lambda: traced_pgd(
+        jnp.full(3, 1.3), bounds=(-1.0, 1.0)), linf_at_most(0.1)),
+    ("regularizers.pgd_perturbation", lambda: traced_pgd(
+        jnp.full(3, 1.3), bounds=(-1.0, 1.0), norm="l2"), l2_at_most(0.1)),
+    # Issue 29, item 10: a traced negative ε gives NaN (was a finite δ of −ε).
+    ("regularizers.pgd_perturbation", lambda: traced_pgd(epsilon=-0.1), all_nan),
+    ("regularizers.pgd_perturbation", lambda: traced_pgd(step_size=-0.05), all_nan),
+    ("regularizers.pgd_perturbation", lambda: traced_pgd(bounds=(1.0, 0.0)), all_nan),
+    ("regularizers.trades_loss", lambda: jax.jit(lambda e: reg.trades_loss(
+        KEY, two_logits, V3, epsilon=e))(-0.1), all_nan),
+    # The same rule for every non-negative option of the regularisers, traced.
+    ("regularizers.fgm_perturbation", lambda: jax.jit(lambda e: reg.fgm_perturbation(
+        sq, V3, epsilon=e))(-1.0), all_nan),
+    ("regularizers.adversarial_loss", lambda: jax.jit(lambda e: reg.adversarial_loss(
+        sq, V3, epsilon=e))(-1.0), all_nan),
+    ("regularizers.vat_direction", lambda: jax.jit(lambda xi: reg.vat_direction(
+        KEY, two_logits, V3, xi=xi))(-1.0), all_nan),
+    ("regularizers.vat_loss", lambda: jax.jit(lambda e: reg.vat_loss(
+        KEY, two_logits, V3, epsilon=e))(-1.0), all_nan),
+    ("regularizers.noisy_loss", lambda: jax.jit(lambda s: reg.noisy_loss(
+        KEY, sq, V3, stdev=s))(-1.0), all_nan),
+    # GAN: a traced λ <= 0 or a negative g_weight gives NaN, not a finite loss of the wrong sign.
+    ("gan.qp_losses", lambda: jax.jit(lambda lam: gan.qp_losses(
+        jnp.ones(4), T, X, X + 1, lam=lam)[0])(-1.0), all_nan),
+    ("gan.qp_losses", lambda: jax.jit(lambda lam: gan.qp_losses(
+        jnp.ones(4), T, X, X + 1, lam=lam)[0])(0.0), all_nan),
+    ("gan.single_loss", lambda: two_player_grads(-1.0)["generator"], all_nan),
 ]  # fmt: skip
 OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS + OUTCOMES_ATTRIBUTION
 

@@ -7,7 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gradjax import em
 from gradjax._checks import (
+    as_mask,
+    check_array_fun,
     check_bool,
     check_callable,
     check_choice,
@@ -16,7 +19,10 @@ from gradjax._checks import (
     check_key,
     check_scalar,
     concrete_any,
+    floating_inputs,
     is_concrete,
+    nan_outside,
+    real_array,
 )
 
 
@@ -196,3 +202,59 @@ def test_check_callable_and_choice():
     for bad in ("c", 1, None):
         with pytest.raises(ValueError, match=r"method must be one of \['a', 'b'\], got"):
             check_choice("method", bad, ("a", "b"))
+
+
+def test_nan_outside_is_the_traced_half_of_the_range_rule():
+    """Concrete values pass unchanged (check_scalar checked them); a traced value out of
+    range becomes NaN, one in range is kept, an int is made floating."""
+    assert nan_outside(-1.0, 0.0) == -1.0
+    for value, strict, keep in [(0.5, False, True), (0.0, False, True), (0.0, True, False),
+                                (-1.0, False, False)]:  # fmt: skip
+        out = jax.jit(lambda v, s=strict: nan_outside(v, 0.0, strict=s))(value)
+        assert (float(out) == value) if keep else bool(jnp.isnan(out)), (value, strict, out)
+    assert jnp.isnan(jax.jit(lambda v: nan_outside(v, 0.0))(jnp.int32(-2)))
+
+
+def test_the_bool_rule_is_one_rule():
+    """A bool is not a number, a point or a floating input, and a number is not a mask."""
+    with pytest.raises(TypeError, match="real number, got bool"):
+        check_scalar("x", np.bool_(True))
+    with pytest.raises(TypeError, match="dtype bool"):
+        real_array("x", np.ones(3, bool))
+    with pytest.raises(
+        TypeError, match="x must be floating-point arrays, got a leaf of dtype bool"
+    ):
+        floating_inputs("x", jnp.ones(3, bool))
+    with pytest.raises(TypeError, match="mask must be a bool array, got float32"):
+        as_mask("mask", jnp.ones(3), jnp.ones(3))
+    points, key = np.eye(3, dtype=bool), jax.random.key(0)
+    with pytest.raises(TypeError, match="x must be a real numeric array, got dtype bool"):
+        em.kmeans(key, points, 2)
+    with pytest.raises(TypeError, match="weights must be numeric, got dtype bool"):
+        em.kmeans(key, points.astype(float), 2, weights=np.ones(3, bool))
+    with pytest.raises(TypeError, match="counts must be numeric, got dtype bool"):
+        em.plsa(key, points, 2)
+
+
+INF = jnp.array([jnp.inf])
+
+
+def test_floating_inputs_and_masks():
+    with pytest.raises(TypeError, match="x must be floating-point arrays, got str"):
+        floating_inputs("x", {"a": "text"})
+    with pytest.raises(ValueError, match="x must have at least one entry"):
+        floating_inputs("x", {"a": jnp.ones(0)})
+    with pytest.raises(ValueError, match="x must be finite"):
+        jax.jit(lambda: floating_inputs("x", INF))()  # closed over: checked
+    mask = as_mask("mask", {"e": np.array([True, False])}, {"e": jnp.ones((2, 3))})
+    assert mask["e"].shape == (2, 1) and mask["e"].dtype == bool  # broadcast along x's axes
+    with pytest.raises(ValueError, match="prefix of x's shape"):
+        as_mask("mask", jnp.ones(3, bool), jnp.ones((2, 3)))
+
+
+def test_check_array_fun():
+    assert check_array_fun("fun", jnp.sin, jnp.ones(3)).shape == (3,)
+    with pytest.raises(TypeError, match="fun must return one array, got tuple"):
+        check_array_fun("fun", lambda x: (x, x), jnp.ones(3))
+    with pytest.raises(TypeError, match="fun must return floating values, got dtype int32"):
+        check_array_fun("fun", lambda x: jnp.round(x).astype(jnp.int32), jnp.ones(3))

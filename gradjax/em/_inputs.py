@@ -13,14 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete
+from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete, is_real_dtype
 
 INITS = ("k-means++", "random")
 METRICS = ("euclidean", "cosine")
 
 
 def _real_matrix(name: str, value: Any, what: str) -> Any:
-    """``value`` as a 2-D real (int, float or bool) array, host or device, unconverted."""
+    """``value`` as a 2-D real (int or float) array, host or device, unconverted."""
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         try:
             value = np.asarray(value)
@@ -30,11 +30,7 @@ def _real_matrix(name: str, value: Any, what: str) -> Any:
             ) from error
     if value.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array {what}, got shape {value.shape}")
-    if jnp.issubdtype(value.dtype, jnp.complexfloating) or not (
-        jnp.issubdtype(value.dtype, jnp.floating)
-        or jnp.issubdtype(value.dtype, jnp.integer)
-        or value.dtype == bool
-    ):
+    if not is_real_dtype(value.dtype):  # the shared rule: bool and complex are not numbers
         raise TypeError(f"{name} must be a real numeric array, got dtype {value.dtype}")
     return value
 
@@ -85,7 +81,7 @@ def as_weights(weights: Any, n: int, dtype) -> jax.Array:
         raise ValueError(f"weights must have shape ({n},) (one per point), got {shape}")
     if not hasattr(weights, "dtype"):
         weights = np.asarray(weights)
-    if not np.issubdtype(weights.dtype, np.number) and weights.dtype != bool:
+    if not is_real_dtype(weights.dtype):
         raise TypeError(f"weights must be numeric, got dtype {weights.dtype}")
     if concrete_any(weights, lambda w: ~jnp.isfinite(w) | (w < 0)):
         raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")

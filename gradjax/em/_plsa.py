@@ -102,7 +102,7 @@ def _as_counts(counts: Any) -> Counts:
         if isinstance(counts, sparse.JAXSparse):
             raise TypeError(f"counts must be a dense array or a BCOO, got {type(counts).__name__}")
         counts = counts if hasattr(counts, "dtype") else np.asarray(counts)
-        if not (jnp.issubdtype(counts.dtype, jnp.number) or counts.dtype == bool):
+        if not jnp.issubdtype(counts.dtype, jnp.number):  # bools are not counts
             raise TypeError(f"counts must be numeric, got dtype {counts.dtype}")
         counts = jnp.asarray(counts)
         if counts.ndim != 2:
@@ -112,7 +112,7 @@ def _as_counts(counts: Any) -> Counts:
         data = counts
     if 0 in counts.shape:
         raise ValueError(f"counts must have at least one document and one word, got {counts.shape}")
-    if not (jnp.issubdtype(data.dtype, jnp.number) or data.dtype == bool):
+    if not jnp.issubdtype(data.dtype, jnp.number):  # bools are not counts
         raise TypeError(f"counts must be numeric, got dtype {data.dtype}")
     if jnp.issubdtype(data.dtype, jnp.complexfloating):
         raise TypeError(f"counts must be real, got dtype {data.dtype}")

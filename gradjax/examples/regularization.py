@@ -26,23 +26,23 @@ from .sentiment import TextData, sentiment_data, train_charcnn
 
 
 def noise_versus_penalty(
-    key: jax.Array, fn, x: jax.Array, sigmas, *, num_samples: int = 16384
+    key: jax.Array, fun, x: jax.Array, stdevs, *, num_samples: int = 16384
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Monte-Carlo E‖fn(x + σε) − fn(x)‖² and its second-order prediction σ²‖∂fn/∂x‖²_F.
+    """Monte-Carlo E‖fun(x + σε) − fun(x)‖² and its second-order prediction σ²‖∂fun/∂x‖²_F.
 
-    The two agree as σ → 0 (exactly for linear fn): input noise is a Jacobian penalty.
+    The two agree as σ → 0 (exactly for linear fun): input noise is a Jacobian penalty.
     """
-    y = fn(x)
+    y = fun(x)
 
     @jax.jit
-    def measured(sigma):
+    def measured(stdev):
         return reg.noisy_loss(
-            key, lambda z: jnp.sum((fn(z) - y) ** 2), x, sigma=sigma, num_samples=num_samples
+            key, lambda z: jnp.sum((fun(z) - y) ** 2), x, stdev=stdev, num_samples=num_samples
         )
 
-    penalty = reg.jacobian_penalty(fn, x)
-    sigmas = np.asarray(sigmas, np.float32)
-    return np.array([float(measured(s)) for s in sigmas]), sigmas**2 * float(penalty)
+    penalty = reg.jacobian_penalty(None, fun, x)
+    stdevs = np.asarray(stdevs, np.float32)
+    return np.array([float(measured(s)) for s in stdevs]), stdevs**2 * float(penalty)
 
 
 # ----------------------------------------------------------------------------- digits + VAT
@@ -132,7 +132,7 @@ def sentiment_loss(
     *,
     epsilon: float = 0.5,
     penalty_weight: float = 0.5,
-    sigma: float = 0.1,
+    stdev: float = 0.1,
 ):
     """``loss_fn(params, (ids, mask, labels), key)`` for one of :data:`METHODS`.
 
@@ -166,7 +166,7 @@ def sentiment_loss(
         if method == "gradient_penalty":
             return loss_at(emb) + penalty_weight * reg.gradient_penalty(loss_at, emb)
         if method == "noise":
-            return reg.noisy_loss(key, loss_at, emb, sigma=sigma, mask=mask)
+            return reg.noisy_loss(key, loss_at, emb, stdev=stdev, mask=mask)
         return loss_at(emb)
 
     return loss_fn

@@ -8,21 +8,26 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from gradjax._checks import (
+    _dtype_of,
+    as_mask,
     check_bool,
     check_choice,
     check_int,
     check_key,
     check_scalar,
     check_scalar_fun,
+    concrete_any,
+    floating_inputs,
     is_concrete,
+    is_real_dtype,
+    nan_outside,
 )
 
-from ._checks import _as_inputs, _as_mask, _check_array_output
 from ._tree import _apply_mask, _axpy, _normalize
+from ._vat import check_logits_fun
 
 PyTree = Any
 NORMS = ("linf", "l2")
@@ -33,15 +38,27 @@ TRADES_START_SCALE = 1e-3  # δ₀ = 0.001·N(0, I), as in the TRADES reference 
 
 
 def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
-    """``(lo, hi)`` broadcastable to every leaf of x; concrete values: lo ≤ x ≤ hi, no NaN."""
+    """``(lower, upper)`` broadcastable to every leaf of x, as arrays.
+
+    Python and NumPy numbers and concrete arrays are checked now, also inside a caller's
+    ``jit`` (they are converted at compile time, so they stay concrete): no NaN,
+    lower <= upper, and a concrete x inside them. Traced bounds cannot raise: where they
+    cross, lower becomes NaN, so δ is NaN there.
+    """
     if bounds is None:
         return None
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
-        raise ValueError(f"bounds must be a pair (lo, hi) or None, got {bounds!r}")
-    lo, hi = (jnp.asarray(b) for b in bounds)
-    for name, b in (("lo", lo), ("hi", hi)):
-        if not (jnp.issubdtype(b.dtype, jnp.floating) or jnp.issubdtype(b.dtype, jnp.integer)):
-            raise TypeError(f"bounds' {name} must be real numbers, got dtype {b.dtype}")
+        raise ValueError(f"bounds must be a pair (lower, upper) or None, got {bounds!r}")
+    out = []
+    for name, b in zip(("lower", "upper"), bounds, strict=True):
+        dtype = _dtype_of(b)
+        if dtype is None or not is_real_dtype(dtype):
+            got = f"dtype {dtype}" if dtype is not None else type(b).__name__
+            raise TypeError(
+                f"bounds' {name} must be a real number or array (int or float), got {got}"
+            )
+        with jax.ensure_compile_time_eval():  # a Python float stays concrete under jit
+            b = jnp.asarray(b)
         for leaf in jax.tree.leaves(x):
             try:
                 fits = jnp.broadcast_shapes(b.shape, leaf.shape) == leaf.shape
@@ -51,51 +68,67 @@ def _check_bounds(bounds: Any, x: PyTree) -> tuple[jax.Array, jax.Array] | None:
                 raise ValueError(
                     f"bounds' {name} must broadcast to x's shape {leaf.shape}, got {b.shape}"
                 )
-        if is_concrete(b) and np.isnan(np.asarray(b)).any():
+        if concrete_any(b, jnp.isnan):
             raise ValueError(f"bounds' {name} must not be NaN, got {b}")
-    if is_concrete(lo) and is_concrete(hi) and np.any(np.asarray(lo) > np.asarray(hi)):
-        raise ValueError(f"bounds must have lo <= hi, got lo={lo}, hi={hi}")
+        out.append(b)
+    lower, upper = out
+    if not (is_concrete(lower) and is_concrete(upper)):
+        # Traced, unchecked: crossed bounds make δ NaN instead of a finite clip to one side.
+        return jnp.where(lower <= upper, lower, jnp.nan), upper
+    with jax.ensure_compile_time_eval():
+        crossed = bool(jnp.any(lower > upper))
+    if crossed:
+        raise ValueError(f"bounds must have lower <= upper, got lower={lower}, upper={upper}")
     for leaf in jax.tree.leaves(x):
-        if is_concrete(leaf) and is_concrete(lo) and is_concrete(hi):
-            a, low, high = (np.asarray(v, np.float64) for v in (leaf, lo, hi))
-            if not np.all((a >= low) & (a <= high)):
-                raise ValueError("x must lie within bounds (lo <= x <= hi) before it is perturbed")
-    return lo, hi
+        if concrete_any(leaf, lambda a: (a < lower) | (a > upper)):
+            raise ValueError(
+                "x must lie within bounds (lower <= x <= upper) before it is perturbed"
+            )
+    return lower, upper
 
 
 def _check_pgd(
     epsilon: Any, num_steps: Any, step_size: Any, norm: Any, bounds: Any, mask: Any, x: PyTree
 ):
-    """Checks the options shared by PGD and TRADES; returns them validated."""
-    check_scalar("epsilon", epsilon, low=0.0)
+    """Checks the options shared by PGD and TRADES; returns them validated.
+
+    A traced negative epsilon or step_size becomes NaN (so δ is NaN, never a finite
+    step of the wrong sign); concrete ones are errors.
+    """
+    epsilon = nan_outside(check_scalar("epsilon", epsilon, low=0.0), 0.0)
     num_steps = check_int("num_steps", num_steps, 1)
     if step_size is None:
         step_size = 2.5 * epsilon / num_steps
     else:
-        check_scalar("step_size", step_size, low=0.0)
+        step_size = nan_outside(check_scalar("step_size", step_size, low=0.0), 0.0)
     check_choice("norm", norm, NORMS)
-    return num_steps, step_size, _check_bounds(bounds, x), _as_mask(mask, x)
+    return epsilon, num_steps, step_size, _check_bounds(bounds, x), as_mask("mask", mask, x)
 
 
 # ----------------------------------------------------------------------------- the attack
 
 
 def _project(delta, x, epsilon, norm, bounds, mask):
-    """Onto the ε-ball of ``norm``, then into ``lo − x ≤ δ ≤ hi − x``, padding zeroed.
+    """Into ``lower − x ≤ δ ≤ upper − x``, then onto the ε-ball of ``norm``, padding zeroed.
 
-    Both steps only shrink |δᵢ| (0 is inside the box when x is), so the result stays in
-    the ball; for L∞ it is the exact projection onto the ball ∩ the box.
+    The ball comes last, so ‖δ‖ ≤ ε whatever x is (a traced x outside the bounds
+    included). When x is inside the box, the ball step keeps x + δ in it (it shrinks δ
+    towards 0, and the box is convex), and for L∞ the two clips are the exact projection
+    onto ball ∩ box.
     """
+    if bounds is not None:
+        lower, upper = bounds
+        delta = jax.tree.map(
+            lambda d, a: jnp.clip(d, lower - a, upper - a).astype(d.dtype), delta, x
+        )
     if norm == "linf":
         delta = jax.tree.map(lambda d: jnp.clip(d, -epsilon, epsilon).astype(d.dtype), delta)
     else:
+        # The norm of bf16/f16 leaves in float32, float64 kept (optax.tree.cast takes one dtype).
         wide = jax.tree.map(lambda d: d.astype(jnp.promote_types(d.dtype, jnp.float32)), delta)
         length = optax.tree.norm(wide)
         factor = jnp.minimum(1, epsilon / jnp.where(length == 0, 1, length))  # NaN stays NaN
-        delta = jax.tree.map(lambda d: (factor * d).astype(d.dtype), delta)
-    if bounds is not None:
-        lo, hi = bounds
-        delta = jax.tree.map(lambda d, a: jnp.clip(d, lo - a, hi - a).astype(d.dtype), delta, x)
+        delta = optax.tree.cast_like(optax.tree.scale(factor, delta), delta)
     return _apply_mask(delta, mask)
 
 
@@ -103,21 +136,21 @@ def _uniform_start(key, x, epsilon, norm, mask):
     """A uniform draw from the ε-ball: U(−ε, ε) per entry (L∞), or uniform in volume (L2)."""
     if norm == "linf":
         uniform = functools.partial(jax.random.uniform, minval=-1, maxval=1)
-        return jax.tree.map(lambda u: epsilon * u, optax.tree.random_like(key, x, uniform))
+        return optax.tree.scale(epsilon, optax.tree.random_like(key, x, uniform))
     direction_key, radius_key = jax.random.split(key)
     direction, _ = _normalize(_apply_mask(optax.tree.random_like(direction_key, x), mask))
-    ones = _apply_mask(jax.tree.map(jnp.ones_like, x), mask)
-    dim = sum(jnp.sum(a.astype(jnp.float32)) for a in jax.tree.leaves(ones))  # unmasked entries
+    ones = _apply_mask(optax.tree.ones_like(x, jnp.float32), mask)
+    dim = optax.tree.sum(ones)  # the unmasked entries
     radius = epsilon * jax.random.uniform(radius_key) ** (1 / jnp.maximum(dim, 1))
-    return jax.tree.map(lambda d: (radius * d).astype(d.dtype), direction)
+    return optax.tree.cast_like(optax.tree.scale(radius, direction), direction)
 
 
-def _pgd(loss_fn, x, delta, epsilon, step_size, num_steps, norm, bounds, mask):
+def _pgd(fun, x, delta, epsilon, step_size, num_steps, norm, bounds, mask):
     """``num_steps`` steps of δ ← Π(δ + α·sign g) (L∞) or Π(δ + α·g/‖g‖) (L2) from δ."""
     x = jax.lax.stop_gradient(x)
 
     def step(_, delta):
-        grad = _apply_mask(jax.grad(loss_fn)(_axpy(1, delta, x)), mask)
+        grad = _apply_mask(jax.grad(fun)(_axpy(1, delta, x)), mask)
         if norm == "linf":
             direction = jax.tree.map(jnp.sign, grad)
         else:
@@ -131,7 +164,7 @@ def _pgd(loss_fn, x, delta, epsilon, step_size, num_steps, norm, bounds, mask):
 
 def pgd_perturbation(
     key: jax.Array,
-    loss_fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     *,
     epsilon: float,
@@ -142,17 +175,18 @@ def pgd_perturbation(
     bounds: tuple[Any, Any] | None = None,
     mask: PyTree | None = None,
 ) -> PyTree:
-    """Projected gradient ascent on ``loss_fn`` inside the ε-ball around x (PGD), gradient stopped.
+    """Projected gradient ascent on ``fun`` inside the ε-ball around x (PGD), gradient stopped.
 
     From δ₀ (uniform in the ball with ``random_start``, else 0) it repeats, ``num_steps``
-    times, with g = ∇ₓ loss_fn(x + δ) and α = ``step_size``,
+    times, with g = ∇ₓ fun(x + δ) and α = ``step_size``,
 
         L∞: δ ← Π(δ + α·sign(g)),      L2: δ ← Π(δ + α·g/‖g‖₂),
 
-    where Π clips δ into the ball (‖δ‖∞ ≤ ε, or rescales to ‖δ‖₂ ≤ ε) and then into
-    ``lo − x ≤ δ ≤ hi − x``, so x + δ stays a valid input. One step from δ₀ = 0 with
-    α = ε is FGSM, ε·sign(g) (L∞), or :func:`fgm_perturbation`, ε·g/‖g‖ (L2). The last
-    iterate is returned (Madry et al.). A NaN gradient gives a NaN δ, never zero.
+    where Π clips δ into ``lower − x ≤ δ ≤ upper − x``, so x + δ stays a valid input, and
+    then into the ball (‖δ‖∞ ≤ ε, or rescales to ‖δ‖₂ ≤ ε), so ‖δ‖ ≤ ε whatever x is. One
+    step from δ₀ = 0 with α = ε is FGSM, ε·sign(g) (L∞), or :func:`fgm_perturbation`,
+    ε·g/‖g‖ (L2). The last iterate is returned (Madry et al.). A NaN gradient gives a NaN
+    δ, never zero.
 
     The result is a constant for differentiation (``stop_gradient``): adversarial
     training is ``loss(params, x + δ)`` differentiated as usual; under ``jit`` the
@@ -163,21 +197,28 @@ def pgd_perturbation(
 
     Args:
       key: PRNG key for the random start (unused when ``random_start`` is False).
-      loss_fn: ``x -> scalar`` to increase (close over parameters and labels; any loss).
+      fun: ``x -> scalar``, the loss to increase (close over parameters and labels).
       x: one example (or a whole batch): floating array or pytree of them.
-      epsilon: the radius ε >= 0 of the ball, finite.
+      epsilon: the radius ε >= 0 of the ball, finite. A traced negative ε (which cannot
+        raise) gives a NaN δ, as a NaN ε does: never a finite step of the wrong sign.
       num_steps: gradient steps, >= 1 (``lax.fori_loop``).
-      step_size: α >= 0; default 2.5·ε/num_steps, so the walk can cross the ball.
+      step_size: α >= 0 (traced negative: NaN δ); default 2.5·ε/num_steps, so the walk
+        can cross the ball.
       norm: ``"linf"`` or ``"l2"`` (global L2 over all leaves and entries).
       random_start: start uniformly in the ball (L∞: U(−ε, ε) per entry; L2: uniform in
         volume) instead of at 0.
-      bounds: optional ``(lo, hi)``, scalars or arrays broadcastable to x, the valid input
-        range (e.g. ``(0, 1)`` for images); concrete x must already lie inside it.
+      bounds: optional ``(lower, upper)``, scalars or arrays broadcastable to x, the valid
+        input range (e.g. ``(0, 1)`` for images). Concrete bounds (Python floats included,
+        also under ``jit``) must not be NaN and must have lower <= upper, and a concrete x
+        (passed eagerly or closed over) must already lie inside them; traced bounds with
+        lower > upper give a NaN δ. A traced x outside
+        them still gets ‖δ‖ ≤ ε; x + δ is then moved towards the box but may stay outside.
       mask: optional bool array (or pytree like x), True where x may be perturbed (False at
         padding); masked entries of δ are zero and excluded from norms.
 
     Returns:
-      δ, structured like x (same shapes and dtypes), ‖δ‖ ≤ ε and lo ≤ x + δ ≤ hi.
+      δ, structured like x (same shapes and dtypes), ‖δ‖ ≤ ε and, for x inside the
+      bounds, lower ≤ x + δ ≤ upper.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -193,22 +234,22 @@ def pgd_perturbation(
       to adversarial attacks", ICLR 2018. Goodfellow, Shlens & Szegedy, "Explaining and
       harnessing adversarial examples", ICLR 2015 (FGSM).
     """
-    x = _as_inputs(x)
-    check_scalar_fun("loss_fn", loss_fn, x)
-    num_steps, step_size, bounds, mask = _check_pgd(
+    x = floating_inputs("x", x, " (perturb embeddings, not token ids)")
+    check_scalar_fun("fun", fun, x)
+    epsilon, num_steps, step_size, bounds, mask = _check_pgd(
         epsilon, num_steps, step_size, norm, bounds, mask, x
     )
     if check_bool("random_start", random_start):
         check_key("key", key)
         start = _apply_mask(_uniform_start(key, x, epsilon, norm, mask), mask)
     else:
-        start = jax.tree.map(jnp.zeros_like, x)
-    return _pgd(loss_fn, x, start, epsilon, step_size, num_steps, norm, bounds, mask)
+        start = optax.tree.zeros_like(x)
+    return _pgd(fun, x, start, epsilon, step_size, num_steps, norm, bounds, mask)
 
 
 def trades_loss(
     key: jax.Array,
-    logits_fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     *,
     epsilon: float,
@@ -220,22 +261,22 @@ def trades_loss(
 ) -> jax.Array:
     """TRADES' robustness term max_{‖δ‖≤ε} KL(softmax(logits(x)) ‖ softmax(logits(x + δ))).
 
-    With p = stop_grad(softmax(logits_fn(x))), δ is :func:`pgd_perturbation` on
-    KL(p ‖ softmax(logits_fn(x + ·))) from δ₀ = 0.001·N(0, I) (the KL and its gradient
+    With p = stop_grad(softmax(fun(x))), δ is :func:`pgd_perturbation` on
+    KL(p ‖ softmax(fun(x + ·))) from δ₀ = 0.001·N(0, I) (the KL and its gradient
     vanish at δ = 0, hence the small random start, as in the reference code), and the
-    result is KL(p ‖ softmax(logits_fn(x + δ))), differentiable through the perturbed
+    result is KL(p ‖ softmax(fun(x + δ))), differentiable through the perturbed
     branch only. Train on ``cross_entropy(logits(x), y) + β · trades_loss(...)``
     (β = 6 in Zhang et al.). No label is used.
 
     Args:
       key: PRNG key for the start δ₀.
-      logits_fn: ``x -> logits`` of shape (..., classes); the KL is summed over leading axes.
+      fun: ``x -> logits`` of shape (..., classes); the KL is summed over leading axes.
       x: one example (or a whole batch): floating array or pytree of them.
-      epsilon: the radius ε >= 0 of the ball, finite.
+      epsilon: the radius ε >= 0 of the ball, finite (traced negative: NaN).
       num_steps: PGD steps on the KL, >= 1.
       step_size: α >= 0; default 2.5·ε/num_steps.
       norm: ``"linf"`` or ``"l2"``.
-      bounds: optional ``(lo, hi)`` valid input range, as in :func:`pgd_perturbation`.
+      bounds: optional ``(lower, upper)`` valid input range, as in :func:`pgd_perturbation`.
       mask: optional bool array (or pytree like x), True where x may be perturbed.
 
     Returns:
@@ -254,21 +295,20 @@ def trades_loss(
       Zhang, Yu, Jiao, Xing, El Ghaoui & Jordan, "Theoretically principled trade-off
       between robustness and accuracy", ICML 2019.
     """
-    x = _as_inputs(x)
-    out = _check_array_output("logits_fn", logits_fn, x)
-    if out.ndim < 1:
-        raise ValueError(f"logits_fn must return logits of shape (..., classes), got {out.shape}")
-    num_steps, step_size, bounds, mask = _check_pgd(
+    x = floating_inputs("x", x, " (perturb embeddings, not token ids)")
+    check_logits_fun(fun, x)
+    epsilon, num_steps, step_size, bounds, mask = _check_pgd(
         epsilon, num_steps, step_size, norm, bounds, mask, x
     )
     check_key("key", key)
     # Held as log-probabilities, so that KL(p ‖ p) is exactly 0 (log p − log q cancels).
-    log_p = jax.lax.stop_gradient(jax.nn.log_softmax(logits_fn(x), axis=-1))
+    log_p = jax.lax.stop_gradient(jax.nn.log_softmax(fun(x), axis=-1))
 
     def kl_at(z):
-        return jnp.sum(jnp.exp(log_p) * (log_p - jax.nn.log_softmax(logits_fn(z), axis=-1)))
+        log_q = jax.nn.log_softmax(fun(z), axis=-1)
+        return jnp.sum(optax.losses.kl_divergence_with_log_targets(log_q, log_p, axis=-1))
 
-    start = jax.tree.map(lambda n: TRADES_START_SCALE * n, optax.tree.random_like(key, x))
+    start = optax.tree.scale(TRADES_START_SCALE, optax.tree.random_like(key, x))
     start = _apply_mask(start, mask)
     delta = _pgd(kl_at, x, start, epsilon, step_size, num_steps, norm, bounds, mask)
     return kl_at(_axpy(1, delta, x))

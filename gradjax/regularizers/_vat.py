@@ -9,37 +9,51 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gradjax._checks import check_int, check_key, check_scalar
+from gradjax._checks import (
+    as_mask,
+    check_array_fun,
+    check_int,
+    check_key,
+    check_scalar,
+    floating_inputs,
+    nan_outside,
+)
 
-from ._checks import _as_inputs, _as_mask, _check_array_output
 from ._tree import _apply_mask, _axpy, _normalize
 
 PyTree = Any
 
 
 def _kl_from_logits(target_probs: jax.Array, logits: jax.Array) -> jax.Array:
-    """Σ KL(p ‖ softmax(logits)) over the leading axes; classes on the last axis.
-
-    Terms with pᵢ = 0 contribute 0 (and a zero gradient).
-    """
+    """Σ KL(p ‖ softmax(logits)) over the leading axes; classes on the last axis (pᵢ = 0 adds 0)."""
     log_q = jax.nn.log_softmax(logits, axis=-1)
-    positive = target_probs > 0
-    log_p = jnp.log(jnp.where(positive, target_probs, 1))
-    return jnp.sum(jnp.where(positive, target_probs * (log_p - log_q), 0))
+    return jnp.sum(optax.losses.kl_divergence(log_q, target_probs, axis=-1))
 
 
-def _check_vat(key: Any, logits_fn: Callable, x: PyTree, xi: Any, num_power_iters: Any) -> int:
-    check_key("key", key)
-    out = _check_array_output("logits_fn", logits_fn, x)
+def check_logits_fun(fun: Any, x: PyTree) -> jax.ShapeDtypeStruct:
+    """``fun(x)`` must return floating logits of shape (..., classes), classes >= 1.
+
+    One class is valid (its softmax is 1, so every KL is 0); none is an error.
+    """
+    out = check_array_fun("fun", fun, x)
     if out.ndim < 1:
-        raise ValueError(f"logits_fn must return logits of shape (..., classes), got {out.shape}")
-    check_scalar("xi", xi, low=0.0)
-    return check_int("num_power_iters", num_power_iters, 0)
+        raise ValueError(f"fun must return logits of shape (..., classes), got {out.shape}")
+    if out.shape[-1] == 0:
+        raise ValueError(f"fun must return logits of at least one class, got {out.shape}")
+    return out
 
 
-def _power_iteration(key, logits_fn, x, target_probs, xi, num_power_iters, mask):
+def _check_vat(key: Any, fun: Callable, x: Any, xi: Any, num_steps: Any, mask: Any):
+    x = floating_inputs("x", x, " (perturb embeddings, not token ids)")
+    check_key("key", key)
+    check_logits_fun(fun, x)
+    xi = nan_outside(check_scalar("xi", xi, low=0.0), 0.0)
+    return x, xi, check_int("num_steps", num_steps, 0), as_mask("mask", mask, x)
+
+
+def _power_iteration(key, fun, x, target_probs, xi, num_steps, mask):
     def kl_at(v):
-        return _kl_from_logits(target_probs, logits_fn(_axpy(xi, v, x)))
+        return _kl_from_logits(target_probs, fun(_axpy(xi, v, x)))
 
     def step(_, u):
         # ∇ᵥ KL at v = ξu is ξ·Hu + O(ξ²): a finite-difference Hessian-vector product.
@@ -48,17 +62,17 @@ def _power_iteration(key, logits_fn, x, target_probs, xi, num_power_iters, mask)
 
     u, _ = _normalize(_apply_mask(optax.tree.random_like(key, x), mask))
     # Unrolled when short (the usual one or two iterations compile faster that way).
-    u = jax.lax.fori_loop(0, num_power_iters, step, u, unroll=num_power_iters <= 4)
+    u = jax.lax.fori_loop(0, num_steps, step, u, unroll=num_steps <= 4)
     return jax.tree.map(jax.lax.stop_gradient, u)
 
 
 def vat_direction(
     key: jax.Array,
-    logits_fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     *,
     xi: float = 10.0,
-    num_power_iters: int = 1,
+    num_steps: int = 1,
     mask: PyTree | None = None,
 ) -> PyTree:
     """Unit direction of steepest increase of KL(f(x) ‖ f(x + d)): VAT's power iteration.
@@ -72,11 +86,12 @@ def vat_direction(
 
     Args:
       key: PRNG key for the starting direction.
-      logits_fn: ``x -> logits`` of shape (..., classes); KL is summed over leading axes.
+      fun: ``x -> logits`` of shape (..., classes); KL is summed over leading axes.
       x: one example (or a whole batch): floating array or pytree.
       xi: finite-difference step ξ >= 0 (10 is Su's value for a whole embedding matrix;
-        per example on raw inputs, something small such as 1e-2 is closer to H).
-      num_power_iters: power iterations, >= 0.
+        per example on raw inputs, something small such as 1e-2 is closer to H); a traced
+        negative one gives NaN.
+      num_steps: power iterations, >= 0.
       mask: optional bool array (or pytree like x), True where x may be perturbed.
 
     Returns:
@@ -90,21 +105,19 @@ def vat_direction(
       >>> round(float(jnp.linalg.norm(d)), 6)
       1.0
     """
-    x = _as_inputs(x)
-    num_power_iters = _check_vat(key, logits_fn, x, xi, num_power_iters)
-    mask = _as_mask(mask, x)
-    target = jax.lax.stop_gradient(jax.nn.softmax(logits_fn(x), axis=-1))
-    return _power_iteration(key, logits_fn, x, target, xi, num_power_iters, mask)
+    x, xi, num_steps, mask = _check_vat(key, fun, x, xi, num_steps, mask)
+    target = jax.lax.stop_gradient(jax.nn.softmax(fun(x), axis=-1))
+    return _power_iteration(key, fun, x, target, xi, num_steps, mask)
 
 
 def vat_loss(
     key: jax.Array,
-    logits_fn: Callable[[PyTree], jax.Array],
+    fun: Callable[[PyTree], jax.Array],
     x: PyTree,
     *,
     epsilon: float = 1.0,
     xi: float = 10.0,
-    num_power_iters: int = 1,
+    num_steps: int = 1,
     mask: PyTree | None = None,
 ) -> jax.Array:
     """Virtual adversarial loss KL(stop_grad softmax(logits(x)) ‖ softmax(logits(x + ε·d))).
@@ -115,11 +128,11 @@ def vat_loss(
 
     Args:
       key: PRNG key for the power iteration's starting direction.
-      logits_fn: ``x -> logits`` of shape (..., classes); KL is summed over leading axes.
+      fun: ``x -> logits`` of shape (..., classes); KL is summed over leading axes.
       x: one example (or a whole batch): floating array or pytree.
-      epsilon: perturbation norm, >= 0.
+      epsilon: perturbation norm, >= 0 (a traced negative one gives NaN).
       xi: finite-difference step of the power iteration, >= 0.
-      num_power_iters: power iterations, >= 0 (0: a random direction of norm ε).
+      num_steps: power iterations, >= 0 (0: a random direction of norm ε).
       mask: optional bool array (or pytree like x), True where x may be perturbed.
 
     Returns:
@@ -134,10 +147,8 @@ def vat_loss(
       >>> losses.shape, bool(jnp.all(losses >= 0))
       ((4,), True)
     """
-    x = _as_inputs(x)
-    num_power_iters = _check_vat(key, logits_fn, x, xi, num_power_iters)
-    check_scalar("epsilon", epsilon, low=0.0)
-    mask = _as_mask(mask, x)
-    target = jax.lax.stop_gradient(jax.nn.softmax(logits_fn(x), axis=-1))
-    d = _power_iteration(key, logits_fn, x, target, xi, num_power_iters, mask)
-    return _kl_from_logits(target, logits_fn(_axpy(epsilon, d, x)))
+    x, xi, num_steps, mask = _check_vat(key, fun, x, xi, num_steps, mask)
+    epsilon = nan_outside(check_scalar("epsilon", epsilon, low=0.0), 0.0)
+    target = jax.lax.stop_gradient(jax.nn.softmax(fun(x), axis=-1))
+    d = _power_iteration(key, fun, x, target, xi, num_steps, mask)
+    return _kl_from_logits(target, fun(_axpy(epsilon, d, x)))
