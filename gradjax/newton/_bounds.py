@@ -1,0 +1,148 @@
+"""Box constraints ``lower <= x <= upper``: the projection, the active set, the adjoint.
+
+Projected Newton (Bertsekas 1982) keeps the iterate in the box by projecting each
+trial point, ``P(x) = min(max(x, lower), upper)``, and takes its model step on the
+*free* coordinates only. A coordinate is bound (in the active set) when it sits on
+a bound and the gradient pushes it outwards (``x_i = l_i`` and ``g_i > 0``, or
+``x_i = u_i`` and ``g_i < 0``); its step is zero. The first-order optimality
+measure is the projected gradient ``x - P(x - g)``, zero exactly at a KKT point.
+
+At a solution the free coordinates satisfy the reduced condition ``∇_F f(x*, θ) = 0``
+and the bound ones ``x*_B = l_B`` or ``u_B``, which do not move with ``θ``. So the
+implicit gradient solves with the free block of the Hessian and gives the bound
+coordinates a zero cotangent.
+
+References:
+  Bertsekas, "Projected Newton methods for optimization problems with simple
+  constraints", SIAM J. Control Optim. 20 (1982).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from gradjax._checks import concrete_any
+from gradjax.newton._adjoint import solve_hessian
+
+PyTree = Any
+
+
+class Box(NamedTuple):
+    """Flat bounds, in the layout of ``ravel_pytree(params)``; ``±inf`` where unbounded."""
+
+    lower: jax.Array
+    upper: jax.Array
+
+
+def check_bounds(bounds: Any, params: PyTree) -> Box | None:
+    """``bounds = (lower, upper)``, pytrees with the structure and shapes of ``params``.
+
+    Returns them flattened and cast to the params' dtype, or None. A bound tree that
+    does not match ``params``, a non-real leaf, NaN, or ``lower > upper`` (where
+    concrete) is a ValueError/TypeError naming ``bounds``.
+    """
+    if bounds is None:
+        return None
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise TypeError(
+            f"bounds must be a pair (lower, upper) of pytrees like params, got "
+            f"{type(bounds).__name__}"
+        )
+    structure = jax.tree.structure(params)
+    flat_params, _ = ravel_pytree(params)
+    flat = []
+    for name, tree in zip(("lower", "upper"), bounds, strict=True):
+        if jax.tree.structure(tree) != structure:
+            raise ValueError(
+                f"bounds ({name}) must have the pytree structure of params, {structure}, "
+                f"got {jax.tree.structure(tree)}"
+            )
+        leaves = []
+        for leaf, ref in zip(jax.tree.leaves(tree), jax.tree.leaves(params), strict=True):
+            leaf = jnp.asarray(leaf)
+            if not (jnp.issubdtype(leaf.dtype, jnp.floating) or jnp.issubdtype(leaf.dtype, jnp.integer)):
+                raise TypeError(f"bounds ({name}) must be real arrays, got dtype {leaf.dtype}")
+            if leaf.shape != ref.shape:
+                try:
+                    leaf = jnp.broadcast_to(leaf, ref.shape)
+                except ValueError:
+                    raise ValueError(
+                        f"bounds ({name}) must have the shapes of params, got a leaf of shape "
+                        f"{leaf.shape} for params of shape {ref.shape}"
+                    ) from None
+            leaves.append(leaf.astype(ref.dtype).ravel())
+        vector = jnp.concatenate(leaves) if leaves else jnp.zeros(0, flat_params.dtype)
+        if concrete_any(vector, jnp.isnan):
+            raise ValueError(f"bounds ({name}) must not contain NaN")
+        flat.append(vector.astype(flat_params.dtype))
+    lower, upper = flat
+    if concrete_any(lower - upper, lambda v: v > 0):
+        raise ValueError("bounds must satisfy lower <= upper, got lower > upper in some entries")
+    return Box(lower, upper)
+
+
+def project(x: jax.Array, box: Box | None) -> jax.Array:
+    """``P(x)``, the nearest point of the box (identity without bounds)."""
+    if box is None:
+        return x
+    return jnp.clip(x, box.lower, box.upper)
+
+
+def free_coordinates(x: jax.Array, grad: jax.Array, box: Box | None) -> jax.Array:
+    """Bool mask of the coordinates the Newton step may move (not in the active set)."""
+    if box is None:
+        return jnp.ones(x.shape, bool)
+    at_lower = (x <= box.lower) & (grad > 0)
+    at_upper = (x >= box.upper) & (grad < 0)
+    return ~(at_lower | at_upper)
+
+
+def projected_gradient_norm(x: jax.Array, grad: jax.Array, box: Box | None) -> jax.Array:
+    """``‖x - P(x - g)‖``: ``‖g‖`` without bounds, zero exactly at a KKT point of the box."""
+    if box is None:
+        return jnp.linalg.norm(grad)
+    return jnp.linalg.norm(x - project(x - grad, box))
+
+
+def bounded_implicit_adjoint(solve: Callable, fun: Callable) -> Callable:
+    """Wraps ``solve(x0, args) -> (x*, aux, free)`` (flat ``x``, ``free`` the bool mask of
+    free coordinates at ``x*``) into ``(x0, args) -> (x*, aux)`` with the implicit VJP
+    through the active set.
+
+    The backward pass applies :func:`gradjax.newton._adjoint.solve_hessian` to
+    ``f_M(x) = f(M x + (1 - M) x*) + ½‖(1 - M)(x - x*)‖²`` (``M = diag(free)``): its
+    Hessian at ``x*`` is the free block of ``∇²f`` with the identity on the bound
+    coordinates, and its gradient's bound part does not depend on ``θ``, so the bound
+    coordinates pass no gradient to ``θ``.
+    """
+
+    @jax.custom_vjp
+    def solved(x0, args):
+        return solve(x0, args)[:2]
+
+    def forward(x0, args):
+        x, aux, free = solve(x0, args)
+        return (x, aux), (x, args, free)
+
+    def backward(residuals, cotangents):
+        x, args, free = residuals
+        mask = free.astype(x.dtype)
+
+        def masked(v, *a):
+            inside = mask * v + (1 - mask) * x
+            return fun(inside, *a) + 0.5 * jnp.sum(((1 - mask) * (v - x)) ** 2)
+
+        x_bar = mask * cotangents[0]
+        u = solve_hessian(masked, x, args, x_bar, dense=True)
+        _, vjp = jax.vjp(lambda a: jax.grad(masked)(x, *a), args)
+        (args_bar,) = vjp(optax.tree.scale(-1.0, mask * u))
+        return jnp.zeros_like(x), args_bar
+
+    solved.defvjp(forward, backward)
+    return solved
