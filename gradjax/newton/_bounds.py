@@ -111,9 +111,9 @@ def projected_gradient_norm(x: jax.Array, grad: jax.Array, box: Box | None) -> j
 
 
 def bounded_implicit_adjoint(solve: Callable, fun: Callable) -> Callable:
-    """Wraps ``solve(x0, args) -> (x*, aux, free)`` (flat ``x``, ``free`` the bool mask of
-    free coordinates at ``x*``) into ``(x0, args) -> (x*, aux)`` with the implicit VJP
-    through the active set.
+    """Wraps ``solve(x0, args, box) -> (x*, aux, free)`` (flat ``x``, ``free`` the bool
+    mask of free coordinates at ``x*``) into ``(x0, args, box) -> (x*, aux)`` with the
+    implicit VJP through the active set (the box gets a zero cotangent).
 
     The backward pass applies :func:`gradjax.newton._adjoint.solve_hessian` to
     ``f_M(x) = f(M x + (1 - M) x*) + ½‖(1 - M)(x - x*)‖²`` (``M = diag(free)``): its
@@ -123,15 +123,15 @@ def bounded_implicit_adjoint(solve: Callable, fun: Callable) -> Callable:
     """
 
     @jax.custom_vjp
-    def solved(x0, args):
-        return solve(x0, args)[:2]
+    def solved(x0, args, box):
+        return solve(x0, args, box)[:2]
 
-    def forward(x0, args):
-        x, aux, free = solve(x0, args)
-        return (x, aux), (x, args, free)
+    def forward(x0, args, box):
+        x, aux, free = solve(x0, args, box)
+        return (x, aux), (x, args, free, box)
 
     def backward(residuals, cotangents):
-        x, args, free = residuals
+        x, args, free, box = residuals
         mask = free.astype(x.dtype)
 
         def masked(v, *a):
@@ -142,7 +142,7 @@ def bounded_implicit_adjoint(solve: Callable, fun: Callable) -> Callable:
         u = solve_hessian(masked, x, args, x_bar, dense=True)
         _, vjp = jax.vjp(lambda a: jax.grad(masked)(x, *a), args)
         (args_bar,) = vjp(optax.tree.scale(-1.0, mask * u))
-        return jnp.zeros_like(x), args_bar
+        return jnp.zeros_like(x), args_bar, jax.tree.map(jnp.zeros_like, box)
 
     solved.defvjp(forward, backward)
     return solved

@@ -52,6 +52,7 @@ _ACCEPT = 1e-4
 # The largest relative decrease the Gauss-Newton model predicts, ½‖Qᵀr‖² / ½‖r‖², below
 # which the cost cannot be lowered beyond its rounding: SUCCESS.
 _ROUNDING = 16
+_STEADY = 64
 _DENSE_ADJOINT_SIZE = 1024
 
 
@@ -83,9 +84,9 @@ class LeastSquaresResult(NamedTuple):
 class Linearisation(NamedTuple):
     """The residuals' tangent at one point, as the step needs it.
 
-    ``free`` marks the coordinates off the active set; ``r_factor`` is the ``R`` of
-    ``J_F = QR`` (``J`` with the bound columns zeroed) and ``qtr = Qᵀr``, from one QR of
-    ``[J_F | r]``; ``scale`` the column norms of ``J`` (MINPACK's ``D``)."""
+    ``free`` marks the coordinates off the active set; ``r_factor`` is the ``R`` and
+    ``qtr = Qᵀr`` of one QR of ``[J_F | r]`` (``J`` with the bound columns zeroed, and a
+    unit row per bound coordinate); ``stationary`` the rounding test of SUCCESS."""
 
     residual: jax.Array
     jacobian: jax.Array
@@ -136,13 +137,21 @@ def linearise(fun: Callable, args: tuple, box: Box | None, size: int, num_residu
         cost = 0.5 * (r @ r)
         finite = jnp.isfinite(cost) & all_finite(jacobian)
         free = free_coordinates(x, grad, box)
-        # A failed Jacobian is not factored: zeros keep NaN out of the QR.
+        # A failed Jacobian is not factored: zeros keep NaN out of the QR. A bound
+        # coordinate's column is replaced by a unit row below J (residual 0), which pins
+        # its step to zero and keeps R nonsingular (its derivative finite, for the
+        # unrolled adjoint).
         reduced = jnp.where(finite & free[None, :], jacobian, 0.0)
-        stacked = jnp.concatenate([reduced, jnp.where(finite, r, 0.0)[:, None]], axis=1)
+        pins = jnp.diag(jnp.where(free, 0.0, 1.0).astype(x.dtype))
+        stacked = jnp.concatenate(
+            [
+                jnp.concatenate([reduced, jnp.where(finite, r, 0.0)[:, None]], axis=1),
+                jnp.concatenate([pins, jnp.zeros((size, 1), x.dtype)], axis=1),
+            ],
+            axis=0,
+        )
         upper = jnp.linalg.qr(stacked, mode="r")
-        rows = min(size, upper.shape[0])
-        r_factor = jnp.zeros((size, size), x.dtype).at[:rows].set(upper[:rows, :size])
-        qtr = jnp.zeros(size, x.dtype).at[:rows].set(upper[:rows, size])
+        r_factor, qtr = upper[:size, :size], upper[:size, size]
         eps = jnp.finfo(x.dtype).eps
         stationary = (qtr @ qtr) <= _ROUNDING * eps * (r @ r)
         curvature = Linearisation(r, jacobian, free, r_factor, qtr, stationary)
@@ -161,7 +170,7 @@ def _damped_step(lin: Linearisation, damping, scale) -> jax.Array:
 
     The ``n×n`` factor ``R`` of ``J_F`` stands for ``J``, so the damped problem costs a
     ``2n×n`` QR: the condition number is that of ``J``, not of ``JᵀJ``. Bound
-    coordinates get ``D = 1`` and no column, so their step is zero.
+    coordinates have a unit row in ``R`` and a zero right-hand side: a zero step.
     """
     size = lin.qtr.size
     diag = jnp.sqrt(damping) * jnp.where(lin.free, scale, 1.0)
@@ -188,7 +197,15 @@ def _levenberg_marquardt(evaluate, x0, box, tol, num_steps, unrolled):
         actual = point.value - trial.value
         ratio = actual / jnp.where(predicted > 0, predicted, 1.0)
         residual_finite = jnp.isfinite(trial.value)
-        accepted = residual_finite & (predicted > 0) & (ratio > _ACCEPT)
+        # Where the predicted decrease is below the rounding of the cost, ρ is noise: the
+        # step is taken if it does not increase ‖Jᵀr‖ (as minimize's line search does).
+        steady = (
+            (predicted <= _STEADY * eps * point.value)
+            & trial.finite
+            & (jnp.linalg.norm(trial.grad) <= jnp.linalg.norm(point.grad))
+        )
+        ratio = jnp.where(steady, 1.0, ratio)
+        accepted = residual_finite & (((predicted > 0) & (ratio > _ACCEPT)) | steady)
         # Nielsen (1999): shrink λ by the model's quality, or grow it geometrically.
         shrink = jnp.maximum(1 / 3, 1 - (2 * ratio - 1) ** 3)
         damping = jnp.where(accepted, state.damping * shrink, state.damping * state.growth)
@@ -429,7 +446,7 @@ def least_squares(
     num_residuals = jax.eval_shape(flat_residuals, flat0, *args).shape[0]
     unrolled = adjoint == "unrolled"
 
-    def solve(x0, args):
+    def solve(x0, args, box=box):
         x0 = project(x0, box)
         evaluate = linearise(flat_residuals, args, box, size, num_residuals)
         if method == "levenberg_marquardt":
@@ -452,7 +469,7 @@ def least_squares(
         solution, (values, grad_norms, count, status) = solved(flat0, args)
     else:
         solved = bounded_implicit_adjoint(solve, cost)
-        solution, (values, grad_norms, count, status) = solved(flat0, args)
+        solution, (values, grad_norms, count, status) = solved(flat0, args, box)
     final = closed(unravel(solution), *args)
     flat_final = ravel_pytree(final)[0]
     value = 0.5 * (flat_final @ flat_final)

@@ -77,7 +77,7 @@ def bard(x):  # 8
     u = jnp.arange(1.0, 16.0)
     v = 16 - u
     w = jnp.minimum(u, v)
-    return BARD_Y - (x[0] + u / (v * x[1] + w * x[2]))
+    return jnp.asarray(BARD_Y, x.dtype) - (x[0] + u / (v * x[1] + w * x[2]))
 
 
 GAUSSIAN_Y = np.array(
@@ -88,7 +88,7 @@ GAUSSIAN_Y = np.array(
 
 def gaussian(x):  # 9
     t = (8 - jnp.arange(1.0, 16.0)) / 2
-    return x[0] * jnp.exp(-x[1] * (t - x[2]) ** 2 / 2) - GAUSSIAN_Y
+    return x[0] * jnp.exp(-x[1] * (t - x[2]) ** 2 / 2) - jnp.asarray(GAUSSIAN_Y, x.dtype)
 
 
 MEYER_Y = np.array(
@@ -100,7 +100,7 @@ MEYER_Y = np.array(
 
 def meyer(x):  # 10
     t = 45 + 5 * jnp.arange(1.0, 17.0)
-    return x[0] * jnp.exp(x[1] / (t + x[2])) - MEYER_Y
+    return x[0] * jnp.exp(x[1] / (t + x[2])) - jnp.asarray(MEYER_Y, x.dtype)
 
 
 def box_3d(x):  # 12, m = 10
@@ -141,8 +141,8 @@ KOWALIK_U = np.array([4, 2, 1, 0.5, 0.25, 0.167, 0.125, 0.1, 0.0833, 0.0714, 0.0
 
 
 def kowalik_osborne(x):  # 15
-    u = KOWALIK_U
-    return KOWALIK_Y - x[0] * (u**2 + u * x[1]) / (u**2 + u * x[2] + x[3])
+    u = jnp.asarray(KOWALIK_U, x.dtype)
+    return jnp.asarray(KOWALIK_Y, x.dtype) - x[0] * (u**2 + u * x[1]) / (u**2 + u * x[2] + x[3])
 
 
 def brown_dennis(x):  # 16, m = 20
@@ -159,7 +159,7 @@ OSBORNE1_Y = np.array(
 
 def osborne1(x):  # 17
     t = 10 * jnp.arange(33.0)
-    return OSBORNE1_Y - (x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4]))
+    return jnp.asarray(OSBORNE1_Y, x.dtype) - (x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4]))
 
 
 def biggs_exp6(x):  # 18, m = 13
