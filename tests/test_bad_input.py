@@ -113,6 +113,32 @@ NEWTON = [
      ValueError, "damping"),
     ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="newton_cg", cg_tol=None),
      TypeError, "cg_tol"),
+    ("newton.least_squares", lambda: newton.least_squares("r", V3), TypeError, "residuals"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, num_steps=0),
+     ValueError, "num_steps"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, method="dogleg"),
+     ValueError, "method"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, adjoint="forward"),
+     ValueError, "adjoint"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, tol=-1.0),
+     ValueError, "tol"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, NAN3), ValueError,
+     "params must be finite"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, C3), TypeError, "params"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x[:0], V3), ValueError,
+     "residuals"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x > 0, V3), TypeError,
+     "residuals"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, bounds=(V3, V3 - 1)),
+     ValueError, "lower <= upper"),
+    ("newton.least_squares", lambda: newton.least_squares(
+        lambda p: p["a"], {"a": V3}, bounds=({"b": V3}, {"b": V3})), ValueError, "bounds"),
+    ("newton.least_squares", lambda: newton.least_squares(
+        lambda x: x, V3, bounds=(jnp.zeros(2), V3)), ValueError, "bounds"),
+    ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, bounds=V3),
+     TypeError, "bounds"),
+    ("newton.least_squares", lambda: newton.least_squares(
+        lambda x: x, V3, bounds=(NAN3, V3)), ValueError, "bounds"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- regularizers
