@@ -66,7 +66,9 @@ def check_bounds(bounds: Any, params: PyTree) -> Box | None:
         leaves = []
         for leaf, ref in zip(jax.tree.leaves(tree), jax.tree.leaves(params), strict=True):
             leaf = jnp.asarray(leaf)
-            if not (jnp.issubdtype(leaf.dtype, jnp.floating) or jnp.issubdtype(leaf.dtype, jnp.integer)):
+            if not (
+                jnp.issubdtype(leaf.dtype, jnp.floating) or jnp.issubdtype(leaf.dtype, jnp.integer)
+            ):
                 raise TypeError(f"bounds ({name}) must be real arrays, got dtype {leaf.dtype}")
             if leaf.shape != ref.shape:
                 try:

@@ -28,7 +28,7 @@ from gradjax._checks import (
     check_scalar,
     floating_tree,
 )
-from gradjax._loop import scan_loop, tree_select, while_loop
+from gradjax._loop import branch, scan_loop, tree_select, while_loop
 from gradjax._status import Status
 from gradjax.newton._adjoint import implicit_adjoint
 from gradjax.newton._bounds import (
@@ -82,14 +82,15 @@ class LeastSquaresResult(NamedTuple):
 
 
 class Linearisation(NamedTuple):
-    """The residuals' tangent at one point, as the step needs it.
+    """The residuals' tangent at one point, as the step needs it (nothing of size m, so
+    the loop carries O(n²) per problem).
 
-    ``free`` marks the coordinates off the active set; ``r_factor`` is the ``R`` and
-    ``qtr = Qᵀr`` of one QR of ``[J_F | r]`` (``J`` with the bound columns zeroed, and a
-    unit row per bound coordinate); ``stationary`` the rounding test of SUCCESS."""
+    ``column_norms`` are ``J``'s column norms (MINPACK's scaling ``D``); ``free`` marks
+    the coordinates off the active set; ``r_factor`` is ``R`` with ``RᵀR = J_FᵀJ_F`` (plus
+    a unit diagonal entry per bound coordinate) and ``qtr = Qᵀr``; ``stationary`` the
+    rounding test of SUCCESS."""
 
-    residual: jax.Array
-    jacobian: jax.Array
+    column_norms: jax.Array
     free: jax.Array
     r_factor: jax.Array
     qtr: jax.Array
@@ -121,40 +122,76 @@ def _check_residuals(residuals: Callable, params: PyTree, args: tuple) -> None:
             )
 
 
-def linearise(fun: Callable, args: tuple, box: Box | None, size: int, num_residuals: int):
+def linearise(
+    fun: Callable, args: tuple, box: Box | None, size: int, num_residuals: int, unrolled: bool
+):
     """``x -> Point`` for the cost ``½‖r‖²``: residuals and Jacobian from one ``jacfwd``
-    (``jacrev`` when there are more parameters than residuals), then one QR."""
+    (``jacrev`` when there are more parameters than residuals), then ``R`` and ``Qᵀr``.
+
+    ``R`` comes from the Cholesky factor of ``J_FᵀJ_F`` (``R = Lᵀ``, ``Qᵀr = L⁻¹J_Fᵀr``)
+    where that is accurate, ``κ(JᵀJ) <= 1/√ε`` by the factor's diagonal, and from a
+    Householder QR of ``[J_F | r]`` where it is not (a branch that only the problems that
+    need it take, also under ``vmap``): the QR's error grows with ``κ(J)``, the normal
+    equations' with ``κ(J)²``. Either way ``r`` and ``Jᵀr`` are computed directly, so the
+    solution the tests accept does not depend on the choice, only the step's quality.
+    """
     jac = jax.jacfwd if size <= num_residuals else jax.jacrev
+    eye = jnp.eye(size)
 
     def with_residual(x):
         r = fun(x, *args)
         return r, r
 
-    def evaluate(x, active=None):
-        del active
+    def by_qr(operand):
+        # J is formed again here (ill-conditioned problems pay a second Jacobian), so
+        # that the common path never holds the m×n Jacobian in the loop.
+        x, free = operand
         jacobian, r = jac(with_residual, has_aux=True)(x)
-        grad = jacobian.T @ r
-        cost = 0.5 * (r @ r)
-        finite = jnp.isfinite(cost) & all_finite(jacobian)
-        free = free_coordinates(x, grad, box)
-        # A failed Jacobian is not factored: zeros keep NaN out of the QR. A bound
-        # coordinate's column is replaced by a unit row below J (residual 0), which pins
-        # its step to zero and keeps R nonsingular (its derivative finite, for the
-        # unrolled adjoint).
-        reduced = jnp.where(finite & free[None, :], jacobian, 0.0)
-        pins = jnp.diag(jnp.where(free, 0.0, 1.0).astype(x.dtype))
+        # A bound coordinate's column is replaced by a unit row below J (residual 0):
+        # it pins the step to zero and keeps R nonsingular.
         stacked = jnp.concatenate(
             [
-                jnp.concatenate([reduced, jnp.where(finite, r, 0.0)[:, None]], axis=1),
-                jnp.concatenate([pins, jnp.zeros((size, 1), x.dtype)], axis=1),
+                jnp.concatenate([jnp.where(free[None, :], jacobian, 0.0), r[:, None]], axis=1),
+                jnp.concatenate(
+                    [jnp.diag(jnp.where(free, 0.0, 1.0)), jnp.zeros((size, 1))], axis=1
+                ).astype(r.dtype),
             ],
             axis=0,
         )
         upper = jnp.linalg.qr(stacked, mode="r")
-        r_factor, qtr = upper[:size, :size], upper[:size, size]
+        return upper[:size, :size], upper[:size, size]
+
+    def evaluate(x, active=True):
+        jacobian, r = jac(with_residual, has_aux=True)(x)
+        # Everything after this line is n×n: J is only read by these products, so XLA
+        # need not keep it.
+        grad, gram, cost = jacobian.T @ r, jacobian.T @ jacobian, 0.5 * (r @ r)
+        # A NaN or Inf in J shows on the Gram matrix's diagonal (its squares).
+        finite = jnp.isfinite(cost) & all_finite(grad, gram)
+        free = free_coordinates(x, grad, box)
+        both = free[:, None] & free[None, :] & finite
+        pinned = jnp.where(free, 0.0, 1.0).astype(x.dtype)
+        chol = jnp.linalg.cholesky(jnp.where(both, gram, 0.0) + jnp.diag(pinned))
+        diag = jnp.abs(jnp.diagonal(chol))
         eps = jnp.finfo(x.dtype).eps
+        accurate = all_finite(chol) & (jnp.min(diag) ** 2 * eps**-0.5 >= jnp.max(diag) ** 2)
+        chol = jnp.where(accurate, chol, eye.astype(x.dtype))
+        free_grad = jnp.where(free & finite, grad, 0.0)
+        from_cholesky = (
+            chol.T,
+            jax.scipy.linalg.solve_triangular(chol, free_grad, lower=True),
+        )
+        operand = (x, free)
+        r_factor, qtr = branch(
+            jnp.asarray(active) & finite & ~accurate,
+            by_qr,
+            operand,
+            from_cholesky,
+            unrolled=unrolled,
+        )
         stationary = (qtr @ qtr) <= _ROUNDING * eps * (r @ r)
-        curvature = Linearisation(r, jacobian, free, r_factor, qtr, stationary)
+        column_norms = jnp.sqrt(jnp.where(free & finite, jnp.diagonal(gram), 0.0))
+        curvature = Linearisation(column_norms, free, r_factor, qtr, stationary)
         return Point(x, cost, grad, finite, jnp.array(True), curvature)
 
     return evaluate
@@ -191,8 +228,9 @@ def _levenberg_marquardt(evaluate, x0, box, tol, num_steps, unrolled):
         delta = _damped_step(lin, state.damping, state.scale)
         trial_x = project(point.params + delta, box)
         move = trial_x - point.params
-        trial = evaluate(trial_x)
-        jmove = lin.jacobian @ move
+        trial = evaluate(trial_x, active)
+        # ‖J·move‖ = ‖R·move‖: move is zero on the bound coordinates.
+        jmove = lin.r_factor @ move
         predicted = -(point.grad @ move) - 0.5 * (jmove @ jmove)
         actual = point.value - trial.value
         ratio = actual / jnp.where(predicted > 0, predicted, 1.0)
@@ -213,7 +251,7 @@ def _levenberg_marquardt(evaluate, x0, box, tol, num_steps, unrolled):
         bad_jacobian = accepted & ~trial.finite
         keep = accepted & trial.finite
         new = tree_select(keep, trial, point)
-        column_norms = jnp.linalg.norm(trial.curvature.jacobian, axis=0)
+        column_norms = trial.curvature.column_norms
         scale = jnp.where(keep, jnp.maximum(state.scale, column_norms), state.scale)
         tiny_step = jnp.linalg.norm(state.scale * move) <= eps * jnp.linalg.norm(
             state.scale * point.params
@@ -222,11 +260,11 @@ def _levenberg_marquardt(evaluate, x0, box, tol, num_steps, unrolled):
         # Stuck below the rounding of x: a stationary point to rounding when r is
         # orthogonal to every free column of J to √ε (MINPACK's gtol measure, which
         # holds where J is rank deficient, as at a local minimum of a square system).
-        norms = jnp.linalg.norm(lin.jacobian, axis=0) * jnp.linalg.norm(lin.residual)
+        norms = lin.column_norms * jnp.sqrt(2 * point.value)
         cosines = jnp.abs(point.grad) / jnp.where(norms > 0, norms, 1.0)
         # Or when the Gauss-Newton model promises less than a relative √ε of decrease.
         flat = (jnp.max(jnp.where(lin.free, cosines, 0.0)) <= jnp.sqrt(eps)) | (
-            (lin.qtr @ lin.qtr) <= jnp.sqrt(eps) * (lin.residual @ lin.residual)
+            (lin.qtr @ lin.qtr) <= jnp.sqrt(eps) * 2 * point.value
         )
         status = jnp.where(
             bad_jacobian,
@@ -246,7 +284,7 @@ def _levenberg_marquardt(evaluate, x0, box, tol, num_steps, unrolled):
         )
 
     point = evaluate(x0)
-    scale = jnp.linalg.norm(point.curvature.jacobian, axis=0)
+    scale = point.curvature.column_norms
     scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
     init = _LMState(
         point,
@@ -270,7 +308,7 @@ def _gauss_newton(evaluate, cost, x0, box, tol, num_steps, unrolled):
         return s, jnp.zeros_like(s), point.grad @ s
 
     model = LocalModel(
-        lambda x, active: evaluate(project(x, box)),
+        lambda x, active: evaluate(project(x, box), active),
         lambda x: cost(project(x, box)),
         model_step,
     )
@@ -351,10 +389,13 @@ def least_squares(
     * ``"gauss_newton"``: ``Δ = -J⁺r``, the model's minimiser, along which
       :func:`minimize`'s backtracking line search picks the step.
 
-    The solve is a QR of ``[J | r]`` (``R`` and ``Qᵀr`` at once), then the damped system
-    by a QR of the small ``[R; √λD]``: the accuracy of ``J``'s condition number rather
-    than its square (normal equations ``JᵀJ + λD²`` lose half the digits on NIST's
-    higher-difficulty problems).
+    The solve factors ``J = QR`` once per step, then the damped system by a QR of the
+    small ``[R; √λD]``. ``R`` is the Cholesky factor of ``JᵀJ`` where ``κ(JᵀJ) <= 1/√ε``
+    (cheap, and accurate there), and a Householder QR of ``[J | r]`` where ``J`` is
+    worse conditioned (as on NIST's higher-difficulty problems, where the normal
+    equations lose twice the digits); under ``vmap`` only a batch with such a problem
+    runs the QR. ``r`` and ``Jᵀr`` are always formed directly, so the choice changes the
+    step, never the tests of convergence.
 
     ``status`` is ``SUCCESS`` when ``‖Jᵀr‖ <= tol``, or when even the Gauss-Newton
     model's best decrease ``½‖Qᵀr‖²`` is below the rounding of the cost (16ε·cost), the
@@ -448,7 +489,7 @@ def least_squares(
 
     def solve(x0, args, box=box):
         x0 = project(x0, box)
-        evaluate = linearise(flat_residuals, args, box, size, num_residuals)
+        evaluate = linearise(flat_residuals, args, box, size, num_residuals, unrolled)
         if method == "levenberg_marquardt":
             point, trace, count, status = _levenberg_marquardt(
                 evaluate, x0, box, tol, num_steps, unrolled

@@ -63,9 +63,7 @@ def jennrich_sampson(x):  # 6, m = 10
 
 def helical_valley(x):  # 7
     theta = jnp.arctan(x[1] / x[0]) / (2 * jnp.pi) + jnp.where(x[0] < 0, 0.5, 0.0)
-    return jnp.stack(
-        [10 * (x[2] - 10 * theta), 10 * (jnp.sqrt(x[0] ** 2 + x[1] ** 2) - 1), x[2]]
-    )
+    return jnp.stack([10 * (x[2] - 10 * theta), 10 * (jnp.sqrt(x[0] ** 2 + x[1] ** 2) - 1), x[2]])
 
 
 BARD_Y = np.array(
@@ -81,7 +79,7 @@ def bard(x):  # 8
 
 
 GAUSSIAN_Y = np.array(
-    [0.0009, 0.0044, 0.0175, 0.0540, 0.1295, 0.2420, 0.3521, 0.3989]
+    [0.0009, 0.0044, 0.0175, 0.0540, 0.1295, 0.2420, 0.3521, 0.3989]  # noqa: RUF005
     + [0.3521, 0.2420, 0.1295, 0.0540, 0.0175, 0.0044, 0.0009]
 )
 
@@ -92,7 +90,7 @@ def gaussian(x):  # 9
 
 
 MEYER_Y = np.array(
-    [34780, 28610, 23650, 19630, 16370, 13720, 11540, 9744]
+    [34780, 28610, 23650, 19630, 16370, 13720, 11540, 9744]  # noqa: RUF005
     + [8261, 7030, 6005, 5147, 4427, 3820, 3307, 2872],
     float,
 )
@@ -105,9 +103,7 @@ def meyer(x):  # 10
 
 def box_3d(x):  # 12, m = 10
     t = 0.1 * jnp.arange(1.0, 11.0)
-    return (
-        jnp.exp(-t * x[0]) - jnp.exp(-t * x[1]) - x[2] * (jnp.exp(-t) - jnp.exp(-10 * t))
-    )
+    return jnp.exp(-t * x[0]) - jnp.exp(-t * x[1]) - x[2] * (jnp.exp(-t) - jnp.exp(-10 * t))
 
 
 def powell_singular(x):  # 13
@@ -151,7 +147,7 @@ def brown_dennis(x):  # 16, m = 20
 
 
 OSBORNE1_Y = np.array(
-    [0.844, 0.908, 0.932, 0.936, 0.925, 0.908, 0.881, 0.850, 0.818, 0.784, 0.751]
+    [0.844, 0.908, 0.932, 0.936, 0.925, 0.908, 0.881, 0.850, 0.818, 0.784, 0.751]  # noqa: RUF005
     + [0.718, 0.685, 0.658, 0.628, 0.603, 0.580, 0.558, 0.538, 0.522, 0.506, 0.490]
     + [0.478, 0.467, 0.457, 0.448, 0.438, 0.431, 0.424, 0.420, 0.414, 0.411, 0.406]
 )
@@ -159,15 +155,15 @@ OSBORNE1_Y = np.array(
 
 def osborne1(x):  # 17
     t = 10 * jnp.arange(33.0)
-    return jnp.asarray(OSBORNE1_Y, x.dtype) - (x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4]))
+    return jnp.asarray(OSBORNE1_Y, x.dtype) - (
+        x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4])
+    )
 
 
 def biggs_exp6(x):  # 18, m = 13
     t = 0.1 * jnp.arange(1.0, 14.0)
     y = jnp.exp(-t) - 5 * jnp.exp(-10 * t) + 3 * jnp.exp(-4 * t)
-    return (
-        x[2] * jnp.exp(-t * x[0]) - x[3] * jnp.exp(-t * x[1]) + x[5] * jnp.exp(-t * x[4]) - y
-    )
+    return x[2] * jnp.exp(-t * x[0]) - x[3] * jnp.exp(-t * x[1]) + x[5] * jnp.exp(-t * x[4]) - y
 
 
 def watson(x):  # 20, n = 6
@@ -262,7 +258,10 @@ PROBLEMS = (
     Problem("powell_singular", powell_singular, (3.0, -1.0, 0.0, 1.0), (0.0,)),
     Problem("wood", wood, (-3.0, -1.0, -3.0, -1.0), (0.0,)),
     Problem(
-        "kowalik_osborne", kowalik_osborne, (0.25, 0.39, 0.415, 0.39), (3.07505603849e-4, 1.02734e-3)
+        "kowalik_osborne",
+        kowalik_osborne,
+        (0.25, 0.39, 0.415, 0.39),
+        (3.07505603849e-4, 1.02734e-3),
     ),
     Problem("brown_dennis", brown_dennis, (25.0, 5.0, -5.0, -1.0), (85822.2016263,)),
     Problem("osborne1", osborne1, (0.5, 1.5, -1.0, 0.01, 0.02), (5.46489469748e-5,)),

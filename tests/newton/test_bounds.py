@@ -37,16 +37,28 @@ def test_bounded_fit_equals_scipy_trf_and_lbfgsb_on_the_bound(method):
     with jax.enable_x64(True):
         fit = jax.jit(
             lambda y: newton.least_squares(
-                exponential, jnp.array([1.0, 0.5]), T, y, method=method,
+                exponential,
+                jnp.array([1.0, 0.5]),
+                T,
+                y,
+                method=method,
                 bounds=(LOWER, UPPER),
             )
         )(Y)
         trf = scipy.optimize.least_squares(
-            lambda p: p[0] * np.exp(-p[1] * T) - Y, np.array([1.0, 0.5]), method="trf",
-            bounds=(LOWER, UPPER), xtol=1e-15, ftol=1e-15, gtol=1e-15,
+            lambda p: p[0] * np.exp(-p[1] * T) - Y,
+            np.array([1.0, 0.5]),
+            method="trf",
+            bounds=(LOWER, UPPER),
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
         )
         lbfgsb = scipy.optimize.minimize(
-            cost, np.array([1.0, 0.5]), jac=cost_grad, method="L-BFGS-B",
+            cost,
+            np.array([1.0, 0.5]),
+            jac=cost_grad,
+            method="L-BFGS-B",
             bounds=list(zip(LOWER, UPPER, strict=True)),
             options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 1000},
         )
@@ -108,8 +120,13 @@ def test_implicit_gradient_through_the_active_set():
         @functools.partial(jax.jit, static_argnums=1)
         def solution(theta, adjoint):
             return newton.least_squares(
-                exponential, jnp.array([1.0, 0.5]), T, theta * Y + theta**2 * T,
-                bounds=(LOWER, UPPER), adjoint=adjoint, num_steps=60,
+                exponential,
+                jnp.array([1.0, 0.5]),
+                T,
+                theta * Y + theta**2 * T,
+                bounds=(LOWER, UPPER),
+                adjoint=adjoint,
+                num_steps=60,
             ).params
 
         theta, h = 1.1, 1e-5

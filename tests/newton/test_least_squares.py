@@ -45,9 +45,9 @@ def mgh_fits():
     with jax.enable_x64(True):
         index = jnp.arange(len(PROBLEMS))
         x0 = jnp.asarray(np.stack([padded_start(p) for p in PROBLEMS]))
-        fit = jax.jit(
-            jax.vmap(lambda i, x: newton.least_squares(padded, x, i, num_steps=1000))
-        )(index, x0)
+        fit = jax.jit(jax.vmap(lambda i, x: newton.least_squares(padded, x, i, num_steps=1000)))(
+            index, x0
+        )
         fun = jax.jit(padded)
         jac = jax.jit(jax.jacfwd(padded))
         scipy_fits = []
@@ -76,7 +76,11 @@ def test_mgh_levenberg_marquardt_solves_at_least_what_scipy_lm_solves():
     assert sum(ours) >= sum(theirs) >= 18, (ours, theirs)
     # A solved problem reports SUCCESS (a non-zero-residual minimum by the rounding tests).
     statuses = [newton.Status(int(s)).name for s in fit.status]
-    failed = [(p.name, s) for p, s, ok in zip(PROBLEMS, statuses, ours, strict=True) if ok and s != "SUCCESS"]
+    failed = [
+        (p.name, s)
+        for p, s, ok in zip(PROBLEMS, statuses, ours, strict=True)
+        if ok and s != "SUCCESS"
+    ]
     assert not failed, failed
     # The padding coordinates never move (their columns of J are zero).
     for p, x in zip(PROBLEMS, fit.params, strict=True):
@@ -254,6 +258,8 @@ def test_max_steps_and_a_start_at_the_solution():
 def test_float32_params_are_returned_in_their_dtype():
     t = jnp.linspace(0.0, 1.0, 8)
     y = 2.0 * jnp.exp(-1.5 * t)
-    fit = jax.jit(newton.least_squares, static_argnums=0)(exponential, jnp.ones(2, jnp.bfloat16), t, y)
+    fit = jax.jit(newton.least_squares, static_argnums=0)(
+        exponential, jnp.ones(2, jnp.bfloat16), t, y
+    )
     assert fit.params.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(fit.params, np.float32), [2.0, 1.5], rtol=1e-2)
