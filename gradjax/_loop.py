@@ -29,7 +29,7 @@ from gradjax._checks import check_int
 
 State = Any
 
-__all__ = ["LoopOutput", "bounded_while", "branch", "scan_loop", "tree_select", "while_loop"]
+__all__ = ["LoopOutput", "bounded_while", "branch", "scan_loop", "while_loop"]
 
 
 class LoopOutput(NamedTuple):
@@ -49,11 +49,6 @@ class LoopOutput(NamedTuple):
     converged: jax.Array
 
 
-def tree_select(pred: jax.Array, on_true: State, on_false: State) -> State:
-    """Leafwise ``jnp.where(pred, on_true, on_false)`` for a scalar ``pred``."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
-
-
 def scan_loop(
     step: Callable[[State], State],
     state: State,
@@ -61,13 +56,16 @@ def scan_loop(
     num_steps: int,
     converged: Callable[[State], jax.Array],
     record: Callable[[State], Any],
+    frozen: Callable[[State], State] | None = None,
 ) -> LoopOutput:
     """Iterates ``state <- step(state)`` for a fixed number of scan steps.
 
     Before each step the driver asks ``converged(state)``; once it is true the
     state is frozen: ``lax.cond`` skips the step (under ``vmap`` the predicate is
     batched, so the step is computed and its result discarded per problem), and
-    ``num_steps`` counts real steps.
+    ``num_steps`` counts real steps. A ``frozen`` map, when given, replaces the
+    identity on the frozen steps (it must keep the state's value: ``minimize`` uses it
+    to go on differentiating a fixed-point map after convergence).
 
     Args:
       step: ``state -> state``, the solver's update (e.g. a Newton or EM step).
@@ -75,6 +73,8 @@ def scan_loop(
       num_steps: static number of scan iterations, a non-negative ``int``.
       converged: ``state -> bool scalar``; a converged state is not stepped.
       record: ``state -> pytree``, the per-step trace of the state after each step.
+      frozen: ``state -> state`` applied on the steps after convergence (default: the
+        identity).
 
     Returns:
       A :class:`LoopOutput`.
@@ -87,11 +87,12 @@ def scan_loop(
       (Array([4., 2., 1., 1.], dtype=float32), 3)
     """
     num_steps = check_int("num_steps", num_steps, 0)
+    keep = (lambda s: s) if frozen is None else frozen
 
     def body(carry, _):
         state, count = carry
         done = converged(state)
-        state = jax.lax.cond(done, lambda s: s, step, state)
+        state = jax.lax.cond(done, keep, step, state)
         count = count + jnp.where(done, 0, 1).astype(jnp.int32)
         return (state, count), record(state)
 

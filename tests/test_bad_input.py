@@ -75,12 +75,21 @@ NEWTON = [
      "damping"),
     ("newton.newton_step", lambda: newton.newton_step(lambda x, y: jnp.sum(x @ y), jnp.ones(2),
                                                       V3), TypeError, "dot_general"),
-    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, maxiter=0), ValueError,
-     "maxiter"),
-    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, tol=None), TypeError,
-     "tol"),
-    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, tol=jnp.array(-1.0)),
-     ValueError, "tol"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, cg_num_steps=0),
+     ValueError, "cg_num_steps"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, cg_num_steps=2.5),
+     TypeError, "cg_num_steps"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, cg_num_steps=True),
+     TypeError, "cg_num_steps"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, cg_tol=None), TypeError,
+     "cg_tol"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, cg_tol=jnp.array(-1.0)),
+     ValueError, "cg_tol"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, V3, cg_tol=NAN), ValueError,
+     "cg_tol"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, jnp.ones(3, bool)),
+     TypeError, "params"),
+    ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, E0), ValueError, "params"),
     ("newton.newton_cg_step", lambda: newton.newton_cg_step(jnp.sum, C3), TypeError, "params"),
     ("newton.gradient_descent_step", lambda: newton.gradient_descent_step(
         jnp.sum, V3, learning_rate=np.float32(-1)), ValueError, "learning_rate"),
@@ -107,11 +116,48 @@ NEWTON = [
      "num_steps"),
     ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="gradient_descent"),
      TypeError, "learning_rate"),
-    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, learning_rate=0.1), TypeError,
-     "options"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, learning_rate=0.1), ValueError,
+     "learning_rate is not an option of method='newton'"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, cg_tol=1e-3), ValueError,
+     "cg_tol is not an option"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, cg_num_steps=5), ValueError,
+     "cg_num_steps is not an option"),
+    ("newton.minimize", lambda: newton.minimize(
+        jnp.sum, V3, method="gradient_descent", learning_rate=0.1, damping=0.0), ValueError,
+     "damping is not an option of method='gradient_descent'"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, armijo=0.0), ValueError, "armijo"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, armijo=1.5), ValueError, "armijo"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, armijo=np.float64(NAN)),
+     ValueError, "armijo"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, backtrack=1.0), ValueError,
+     "backtrack"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, backtrack="half"), TypeError,
+     "backtrack"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, max_backtracks=-1), ValueError,
+     "max_backtracks"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, max_backtracks=3.0), TypeError,
+     "max_backtracks"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="newton_cg",
+                                                cg_num_steps=0), ValueError, "cg_num_steps"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, damping=True), TypeError,
+     "damping"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, tol=np.float64(NAN)), ValueError,
+     "tol"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, jnp.ones(3, jnp.int32)), TypeError,
+     "params"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, jnp.ones(3, bool)), TypeError,
+     "params"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, E0), ValueError, "params"),
+    ("newton.minimize", lambda: jax.jit(lambda: newton.minimize(jnp.sum, NAN3))(), ValueError,
+     "params must be finite"),
+    ("newton.minimize", lambda: jax.jit(lambda t: newton.minimize(jnp.sum, V3, num_steps=t))(3),
+     TypeError, "num_steps"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="gradient_descent",
+                                                learning_rate=np.float32(0)), ValueError,
+     "learning_rate"),
     ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, damping=jnp.array(-1.0)),
      ValueError, "damping"),
-    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="newton_cg", cg_tol=None),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="newton_cg", cg_tol="0"),
      TypeError, "cg_tol"),
     ("newton.least_squares", lambda: newton.least_squares("r", V3), TypeError, "residuals"),
     ("newton.least_squares", lambda: newton.least_squares(lambda x: x, V3, num_steps=0),
@@ -732,7 +778,72 @@ def test_the_table_covers_every_public_function():
 # status, or the value the docstring names). Each row failed on the code before it.
 # One list per area, as above, so the areas' rows stay apart.
 
-OUTCOMES_NEWTON: list = []
+
+@jax.custom_jvp
+def wrong_sign_square(p):
+    """‖p‖² whose derivative is given the wrong sign (-2p): no step decreases it."""
+    return jnp.sum(p**2)
+
+
+@wrong_sign_square.defjvp
+def _wrong_sign_square_jvp(primals, tangents):
+    (p,), (t,) = primals, tangents
+    return wrong_sign_square(p), jnp.sum(-2 * p * t)
+
+
+def _singular_jacobian():
+    # f = (p₀ − a)² + 0·p₁: H = diag(2, 0) at x*; the least-norm adjoint gives [1, 0].
+    fun = lambda p, a: (p[0] - a) ** 2 + 0.0 * p[1]  # noqa: E731
+    return jax.jacobian(lambda a: newton.minimize(fun, jnp.zeros(2), a).params)(0.5)
+
+
+def _unrolled_exact_gd():
+    # f = ½θx² − x, x* = 1/θ, dx*/dθ = -1/θ² = -0.25 at θ = 2; GD with η = 1/θ lands on
+    # x* in one step from 0, a step that does not depend on θ.
+    fun = lambda x, theta: 0.5 * theta * x**2 - x  # noqa: E731
+
+    def solve(theta):
+        return newton.minimize(
+            fun, 0.0, theta, method="gradient_descent", learning_rate=0.5, adjoint="unrolled"
+        ).params
+
+    return jax.grad(solve)(2.0)
+
+
+def _is_status(status, steps=None):
+    def check(out):
+        assert np.all(np.asarray(out.status) == status), np.asarray(out.status)
+        if steps is not None:
+            assert int(out.num_steps) == steps
+
+    return check
+
+
+def _moves_nothing(out):
+    _is_status(newton.Status.SUCCESS, 0)(out)
+    np.testing.assert_array_equal(out.params, jnp.ones(3))
+
+
+OUTCOMES_NEWTON: list = [
+    ("newton.minimize", _singular_jacobian,
+     lambda jac: np.testing.assert_allclose(jac, [1.0, 0.0], rtol=1e-5, atol=1e-6)),
+    *[("newton.minimize", lambda m=m, **o: newton.minimize(
+        wrong_sign_square, V3, method=m, **o), _is_status(newton.Status.NO_DESCENT))
+      for m, o in (("newton", {}), ("newton_cg", {}))],
+    ("newton.minimize", lambda: newton.minimize(wrong_sign_square, V3,
+                                                method="gradient_descent", learning_rate=0.1),
+     _is_status(newton.Status.NO_DESCENT)),
+    ("newton.minimize", lambda: newton.minimize(lambda p: 1.0, V3, method="newton_cg"),
+     _moves_nothing),
+    ("newton.minimize", lambda: newton.minimize(lambda p: 1.0, V3, method="gradient_descent",
+                                                learning_rate=0.1), _moves_nothing),
+    ("newton.minimize", _unrolled_exact_gd,
+     lambda g: np.testing.assert_allclose(g, -0.25, rtol=1e-5)),
+    ("newton.minimize", lambda: newton.minimize(
+        lambda x: (jnp.arange(1.0, 4.0) @ x - 1) ** 2, V3, method="newton_cg", tol=1e-5),
+     _is_status(newton.Status.SUCCESS)),
+]  # fmt: skip
+
 OUTCOMES_EM: list = []
 OUTCOMES_REGULARIZERS: list = []
 OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS

@@ -111,3 +111,17 @@ def test_branch_takes_fn_only_where_pred_holds(unrolled):
 def test_bad_num_steps(loop, bad, error):
     with pytest.raises(error, match="num_steps"):
         halve(bad, 1.0, loop)
+
+
+def test_scan_loop_applies_frozen_after_convergence_without_counting_it():
+    # state (x, k): real steps halve x; the frozen map only counts its own calls.
+    out = scan_loop(
+        lambda s: (s[0] / 2, s[1]),
+        (jnp.float32(8.0), jnp.int32(0)),
+        num_steps=6,
+        converged=lambda s: s[0] < 1.5,
+        record=lambda s: s[0],
+        frozen=lambda s: (s[0], s[1] + 1),
+    )
+    np.testing.assert_array_equal(out.trace, [4, 2, 1, 1, 1, 1])
+    assert int(out.num_steps) == 3 and int(out.state[1]) == 3

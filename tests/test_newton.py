@@ -74,7 +74,7 @@ def test_newton_cg_equals_the_dense_solve_on_spd_problems(damping):
         x, y = logistic_problem(jax.random.key(0))
         w0 = 0.1 * jnp.ones(x.shape[1])
         dense = newton.newton_step(logistic_loss, w0, x, y, damping=damping)
-        cg = newton.newton_cg_step(logistic_loss, w0, x, y, damping=damping, tol=1e-12)
+        cg = newton.newton_cg_step(logistic_loss, w0, x, y, damping=damping, cg_tol=1e-12)
         np.testing.assert_allclose(cg, dense, rtol=1e-9, atol=1e-12)
 
 
@@ -505,3 +505,40 @@ def test_python_scalars_are_accepted_as_params():
     np.testing.assert_allclose(
         newton.gradient_descent_step(f, 10.0, learning_rate=1 / 6), 2.0, rtol=1e-6
     )
+
+
+# ---------------------------------------------------------------- float64 edge cases (issue 29)
+
+
+@jax.custom_jvp
+def wrong_sign_square(p):
+    """‖p‖² with the derivative -2p: every step goes uphill."""
+    return jnp.sum(p**2)
+
+
+@wrong_sign_square.defjvp
+def _wrong_sign_square_jvp(primals, tangents):
+    (p,), (t,) = primals, tangents
+    return wrong_sign_square(p), jnp.sum(-2 * p * t)
+
+
+@pytest.mark.parametrize("method", [*METHODS, "gradient_descent"])
+def test_float64_constant_and_wrong_sign_gradient_keep_their_outcomes(method):
+    options = {"learning_rate": 0.1} if method == "gradient_descent" else {}
+    with jax.enable_x64(True):
+        x0 = jnp.array([1.0, -2.0])
+        const = newton.minimize(lambda p: jnp.float64(1.0), x0, method=method, **options)
+        assert int(const.status) == newton.Status.SUCCESS and int(const.num_steps) == 0
+        np.testing.assert_array_equal(const.params, x0)
+        wrong = newton.minimize(wrong_sign_square, x0, method=method, **options)
+        assert int(wrong.status) == newton.Status.NO_DESCENT and int(wrong.num_steps) == 1
+        np.testing.assert_array_equal(wrong.params, x0)
+
+
+def test_line_search_constants_are_options():
+    # From 0 the Newton step to 2 has a NaN gradient (nan_gradient_past): without
+    # backtracking the first step is refused; with β = 0.25 the accepted point is 0.5.
+    none = newton.minimize(nan_gradient_past, jnp.zeros(1), max_backtracks=0)
+    assert int(none.status) == newton.Status.NO_DESCENT and int(none.num_steps) == 1
+    quarter = newton.minimize(nan_gradient_past, jnp.zeros(1), backtrack=0.25, num_steps=1)
+    np.testing.assert_allclose(quarter.params, [0.5], rtol=1e-6)

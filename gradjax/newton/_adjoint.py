@@ -5,10 +5,17 @@ At the solution ``x*(θ)`` of ``min_x f(x, θ)`` the gradient vanishes,
 ``H = ∇²ₓf(x*, θ)``, so for a cotangent ``x̄`` of the solution one linear solve
 ``Hu = x̄`` and one vector-Jacobian product of ``θ ↦ ∇ₓf(x*, θ)`` give
 ``θ̄ = -(∂²f/∂θ∂x)ᵀu``. Memory and time do not depend on how many steps the forward
-solve took. The solve is dense (Cholesky, or LU when ``H`` is not positive definite)
-for ``"newton"`` and CG on Hessian-vector products for the matrix-free methods.
+solve took. The solve is dense (Cholesky, or the eigendecomposition's pseudo-inverse
+when ``H`` is not positive definite) for ``"newton"`` and CG on Hessian-vector products
+for the matrix-free methods.
 
-The identity holds only at a stationary point with ``H`` nonsingular: after
+Where ``H`` is singular the minimiser is not unique (a valley of minima along ``H``'s
+null space) and ``H u = x̄`` is solved in the least-norm sense: eigenvalues within
+``√ε·max|λ|`` of zero are dropped (CG from ``u = 0`` stays in ``H``'s range, the same
+solution). The gradient is then that of the minimiser with no movement along the
+valley, the one that a solver started where this one ended would return.
+
+The identity holds only at a stationary point: after
 ``MAX_STEPS`` (or any status but SUCCESS) the gradient is that of the point
 reached, an approximation. The initial point gets a zero cotangent.
 
@@ -32,10 +39,20 @@ from gradjax.newton._cg import conjugate_gradients, hessian_vector_product
 PyTree = Any
 
 
+def least_norm_solve(matrix: jax.Array, rhs: jax.Array) -> jax.Array:
+    """``A⁺ b`` for a symmetric ``A``: eigenvalues ``|λ| <= √ε·max|λ|`` count as zero."""
+    eigvals, eigvecs = jnp.linalg.eigh(matrix)
+    cutoff = jnp.sqrt(jnp.finfo(eigvals.dtype).eps) * jnp.max(jnp.abs(eigvals))
+    kept = jnp.abs(eigvals) > cutoff
+    inverse = jnp.where(kept, 1 / jnp.where(kept, eigvals, 1.0), 0.0)
+    return eigvecs @ (inverse * (eigvecs.T @ rhs))
+
+
 def solve_hessian(
     fun: Callable, x: PyTree, args: tuple, cotangent: PyTree, *, dense: bool, factor: Any = None
 ):
-    """``u`` with ``∇²ₓf(x) u = cotangent``: dense Cholesky (LU if not PD) or CG.
+    """``u`` with ``∇²ₓf(x) u = cotangent``: dense Cholesky (the least-norm
+    pseudo-inverse solve if not PD) or CG.
 
     ``factor = (chol, positive_definite)`` is the forward pass's Cholesky factor of the
     same Hessian at ``x``; where it exists no Hessian is formed again.
@@ -51,7 +68,7 @@ def solve_hessian(
             ok = jnp.all(jnp.isfinite(chol))
             chol = jnp.where(ok, chol, jnp.eye(flat.size, dtype=chol.dtype))
             by_cholesky = jax.scipy.linalg.cho_solve((chol, True), rhs)
-            return jnp.where(ok, by_cholesky, jnp.linalg.solve(hessian, rhs))
+            return jnp.where(ok, by_cholesky, least_norm_solve(hessian, rhs))
 
         if factor is None:
             return unravel(refactor(rhs))
@@ -61,7 +78,7 @@ def solve_hessian(
     size = sum(leaf.size for leaf in jax.tree.leaves(x))
     eps = jnp.finfo(jnp.result_type(*jax.tree.leaves(x))).eps
     hvp = hessian_vector_product(fun, args, x)
-    return conjugate_gradients(hvp, cotangent, maxiter=max(10, 2 * size), tol=eps**0.75).solution
+    return conjugate_gradients(hvp, cotangent, num_steps=max(10, 2 * size), tol=eps**0.75).solution
 
 
 def implicit_adjoint(solve: Callable, fun: Callable, *, dense: bool) -> Callable:

@@ -1,7 +1,10 @@
 """The backtracking line search along the curvilinear path ``x(t) = x + t·s + √t·d``.
 
-A step is accepted at the largest ``t = 2⁻ⁱ`` with a finite value and the Armijo
-decrease ``f(x(t)) <= f(x) + σ·t·m`` (``m = gᵀs + ½dᵀHd``, the model's slope, ``σ = 1e-4``).
+A step is accepted at the largest ``t = βⁱ`` (``i <= max_backtracks``) with a finite
+value and the Armijo decrease ``f(x(t)) <= f(x) + σ·t·m`` (``m = gᵀs + ½dᵀHd``, the
+model's slope; defaults ``σ = 1e-4``, ``β = 0.5``, 30 backtracks), at a point that
+differs from ``x``: once ``x + t·s`` rounds to ``x`` the search has failed (a null step
+is no descent).
 At ``t = 1`` the full point (value, gradient, curvature) is evaluated at once, so a
 step that is accepted there, the common case, costs one linearisation; only
 backtracking evaluates ``f`` alone, and then the accepted point once more.
@@ -14,18 +17,31 @@ gradient norms far below ``√(ε·|f|)``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gradjax._loop import bounded_while, tree_select
+from gradjax._loop import bounded_while
 from gradjax.newton._model import LocalModel, Point
 
 PyTree = Any
-ARMIJO = 1e-4
-MAX_HALVINGS = 30
+
+
+class LineSearch(NamedTuple):
+    """The backtracking constants: the Armijo fraction ``σ`` of the predicted decrease,
+    the factor ``β`` that shortens ``t``, and the most shortenings (static)."""
+
+    armijo: Any = 1e-4
+    backtrack: Any = 0.5
+    max_backtracks: int = 30
+
+
+def moved(x: PyTree, old: PyTree) -> jax.Array:
+    """Whether any entry of ``x`` differs from ``old``."""
+    differs = jax.tree.map(lambda a, b: jnp.any(a != b), x, old)
+    return jnp.any(jnp.stack(jax.tree.leaves(differs)))
 
 
 def path(point: Point, s: PyTree, d: PyTree, t: jax.Array) -> PyTree:
@@ -43,12 +59,13 @@ def line_search(
     slope: jax.Array,
     active: jax.Array,
     *,
+    constants: LineSearch,
     unrolled: bool,
 ) -> tuple[Point, jax.Array]:
     """The accepted point and whether a decrease was found (else the point is kept).
 
     A loop of at most two trips with one evaluation site: the full point at ``t = 1``;
-    if it is rejected, ``t`` is halved on ``f`` alone until Armijo holds, and the
+    if it is rejected, ``t`` is shortened on ``f`` alone until Armijo holds, and the
     second trip evaluates the full point there. ``active`` is false for problems that
     are already done (under ``vmap``): they never drive either loop.
     """
@@ -57,27 +74,31 @@ def line_search(
     rounding = -slope <= 64 * eps * jnp.maximum(jnp.abs(point.value), tiny)
     grad_norm = optax.tree.norm(point.grad)
 
+    armijo, backtrack = constants.armijo, constants.backtrack
+
     def decreases(t, value):
-        return jnp.isfinite(value) & (value <= point.value + ARMIJO * t * slope)
+        return jnp.isfinite(value) & (value <= point.value + armijo * t * slope)
 
     def halve(carry):
         t, i, _, _ = carry
-        t = t / 2
-        found = decreases(t, model.value(path(point, s, d, t)))
-        return t, i + 1, ~found & (i + 1 < MAX_HALVINGS), found
+        t = t * backtrack
+        x = path(point, s, d, t)
+        found = decreases(t, model.value(x)) & moved(x, point.params)
+        return t, i + 1, ~found & (i + 1 < constants.max_backtracks), found
 
     def trip(carry):
         t, _, _, _, _ = carry
-        trial = model.evaluate(path(point, s, d, t), active)
+        x = path(point, s, d, t)
+        trial = model.evaluate(x, active)
         steady = (t == 1) & rounding & (optax.tree.norm(trial.grad) <= grad_norm)
-        accepted = trial.finite & (decreases(t, trial.value) | steady)
-        backtrack = active & ~accepted & (t == 1)
-        init = (t, jnp.zeros([], jnp.int32), backtrack, jnp.array(False))
+        accepted = trial.finite & (decreases(t, trial.value) | steady) & moved(x, point.params)
+        shorten = active & ~accepted & (t == 1) & (constants.max_backtracks > 0)
+        init = (t, jnp.zeros([], jnp.int32), shorten, jnp.array(False))
         # Only t (piecewise constant) and bools leave the loop, so reverse-mode
         # differentiation of the unrolled adjoint never has to transpose it.
         shorter, _, _, found = jax.lax.while_loop(lambda c: c[2], halve, init)
         shorter = jax.lax.stop_gradient(shorter)
-        again = backtrack & found
+        again = shorten & found
         # On the second trip a decrease was found already (by the halvings); a
         # non-finite gradient there shows in ``trial.finite``.
         found = accepted | again | (t != 1)
@@ -88,4 +109,4 @@ def line_search(
     _, trial, _, found, _ = bounded_while(
         lambda c: c[4], trip, init, max_steps=2, unrolled=unrolled
     )
-    return tree_select(found, trial, point), found
+    return optax.tree.where(found, trial, point), found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -12,28 +13,27 @@ from jax.flatten_util import ravel_pytree
 
 from gradjax._checks import (
     check_choice,
-    check_finite_tree,
     check_int,
     check_scalar,
     check_scalar_fun,
-    floating_tree,
 )
-from gradjax._loop import scan_loop, while_loop
 from gradjax._status import Status
 from gradjax.newton._adjoint import implicit_adjoint
 from gradjax.newton._cg import matrix_free_model
-from gradjax.newton._line_search import line_search
-from gradjax.newton._model import Point, dense_model
+from gradjax.newton._driver import iterate
+from gradjax.newton._line_search import LineSearch
+from gradjax.newton._model import dense_model
+from gradjax.newton._steps import check_params
 
 PyTree = Any
 METHODS = ("newton", "newton_cg", "gradient_descent")
 ADJOINTS = ("implicit", "unrolled")
-OPTIONS = {
-    "newton": {"damping"},
-    "newton_cg": {"damping", "maxiter", "cg_tol"},
-    "gradient_descent": {"learning_rate"},
+# The options that belong to each method; the line-search constants belong to all.
+METHOD_OPTIONS = {
+    "newton": ("damping",),
+    "newton_cg": ("damping", "cg_num_steps", "cg_tol"),
+    "gradient_descent": ("learning_rate",),
 }
-_RUNNING = -1
 
 
 class MinimizeResult(NamedTuple):
@@ -58,30 +58,55 @@ class MinimizeResult(NamedTuple):
     status: jax.Array
 
 
-class _State(NamedTuple):
-    point: Point
-    status: jax.Array
+class MethodOptions(NamedTuple):
+    """:func:`minimize`'s method options, checked, with the defaults filled in
+    (``cg_num_steps`` stays ``None`` until the problem size is known; ``cg_tol=None`` is
+    the adaptive forcing term)."""
+
+    damping: Any
+    learning_rate: Any
+    cg_num_steps: int | None
+    cg_tol: Any
+    line_search: LineSearch
 
 
-def _check_options(method: str, adjoint: str, options: dict) -> dict:
+def check_fraction(name: str, value: Any) -> Any:
+    """A real scalar in the open interval (0, 1) (traced values pass)."""
+    value = check_scalar(name, value, low=0.0, strict=True, high=1.0)
+    if isinstance(value, float) and value == 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return value
+
+
+def check_options(method: str, adjoint: str, given: dict, line_search: dict) -> MethodOptions:
+    """Validates ``minimize``'s options: an option given (not ``None``) that does not
+    belong to ``method`` is a ValueError naming it."""
     check_choice("method", method, METHODS)
     check_choice("adjoint", adjoint, ADJOINTS)
-    unknown = set(options) - OPTIONS[method]
-    if unknown:
-        raise TypeError(
-            f"unexpected options {sorted(unknown)} for method={method!r}; "
-            f"allowed: {sorted(OPTIONS[method])}"
-        )
-    options = {"damping": 0.0, "maxiter": None, "cg_tol": 1e-5, **options}
-    check_scalar("damping", options["damping"], low=0.0)
-    if options["maxiter"] is not None:
-        check_int("maxiter", options["maxiter"], 1)
-    check_scalar("cg_tol", options["cg_tol"], low=0.0)
+    for name, value in given.items():
+        if value is not None and name not in METHOD_OPTIONS[method]:
+            raise ValueError(
+                f"{name} is not an option of method={method!r} "
+                f"(its options: {', '.join(METHOD_OPTIONS[method])})"
+            )
+    damping = given["damping"]
+    damping = 0.0 if damping is None else check_scalar("damping", damping, low=0.0)
+    cg_num_steps, cg_tol = given["cg_num_steps"], given["cg_tol"]
+    if cg_num_steps is not None:
+        cg_num_steps = check_int("cg_num_steps", cg_num_steps, 1)
+    if cg_tol is not None:
+        cg_tol = check_scalar("cg_tol", cg_tol, low=0.0)
+    learning_rate = given["learning_rate"]
     if method == "gradient_descent":
-        if options.get("learning_rate") is None:
+        if learning_rate is None:
             raise TypeError("learning_rate is required for method='gradient_descent'")
-        check_scalar("learning_rate", options["learning_rate"], low=0.0, strict=True)
-    return options
+        learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, strict=True)
+    constants = LineSearch(
+        armijo=check_fraction("armijo", line_search["armijo"]),
+        backtrack=check_fraction("backtrack", line_search["backtrack"]),
+        max_backtracks=check_int("max_backtracks", line_search["max_backtracks"], 0),
+    )
+    return MethodOptions(damping, learning_rate, cg_num_steps, cg_tol, constants)
 
 
 def _compute_dtype(leaf: jax.Array) -> jnp.dtype:
@@ -97,7 +122,13 @@ def minimize(
     num_steps: int = 50,
     tol: float = 1e-6,
     adjoint: str = "implicit",
-    **options,
+    damping: float | None = None,
+    learning_rate: float | None = None,
+    cg_num_steps: int | None = None,
+    cg_tol: float | None = None,
+    armijo: float = 1e-4,
+    backtrack: float = 0.5,
+    max_backtracks: int = 30,
 ) -> MinimizeResult:
     """Minimises ``fun`` by repeatedly minimising a local model of it.
 
@@ -109,16 +140,24 @@ def minimize(
     * ``"newton_cg"``: the same model solved matrix-free by CG on Hessian-vector products.
     * ``"gradient_descent"``: ``B = I/η`` (option ``learning_rate``).
 
-    Safeguards: where ``H`` is not positive definite, dense Newton takes a step on
-    the eigenvalue-magnitude model plus a step along the most negative curvature
-    direction (Newton-CG: the direction of non-positive curvature CG meets), so the
-    iterate leaves a saddle or maximum even from a point with ``g = 0`` (then the
-    matrix-free methods look for negative curvature by CG on a fixed random vector).
+    Globalisation: where ``H`` is not positive definite, dense Newton steps on the
+    eigenvalue-magnitude model ``V|Λ|Vᵀ`` (Newton-CG: CG stops at the first direction
+    whose curvature is not clearly positive and keeps the descent iterate so far). Such
+    a step is a descent direction that moves downhill along every direction of negative
+    curvature the gradient has a component in, so it leaves saddles by itself; a
+    direction of negative curvature ``d`` (the eigenvector of ``λ_min``, or the one a CG
+    probe on a fixed random vector finds) is added only at a small gradient,
+    ``‖g‖ <= tol``, where the point would otherwise pass as a solution. So the iterate
+    leaves a saddle or maximum even from a point with ``g = 0``, while away from
+    stationarity the step keeps the scale of the Newton model (a unit-length ``d`` there
+    stalls Biggs EXP6 and throws Osborne 1 away). This was chosen over a trust region:
+    the convex path stays one Cholesky per step, with no radius to tune.
     A backtracking (Armijo) line search on ``x + t·s + √t·d`` accepts only decreasing
-    steps, so ``values`` never increases. Near the solution, where the Armijo test
-    cannot resolve the decrease, a full step that does not increase ``‖g‖`` is
-    accepted. ``SUCCESS`` means ``‖g‖ <= tol`` with no negative curvature found there.
-    With ``damping > 0`` dense Newton's test is on ``H + damping·I``.
+    steps that move ``x``, so ``values`` never increases. Near the solution, where the
+    Armijo test cannot resolve the decrease, a full step that does not increase ``‖g‖``
+    is accepted. ``SUCCESS`` means ``‖g‖ <= tol`` with no negative curvature found
+    there (eigenvalues, or CG curvatures, above ``-√ε·‖H‖``); with ``damping > 0``
+    dense Newton's test is on ``H + damping·I``. A constant function is SUCCESS at step 0.
 
     The loop is a bounded ``lax.while_loop`` (``adjoint="implicit"``): it stops once
     every problem is done, also under ``jax.vmap``, so ``num_steps`` is a bound, not
@@ -130,8 +169,16 @@ def minimize(
     optimality condition ``∇ₓf(x*, θ) = 0``: one linear solve with the Hessian at
     ``x*`` (dense for ``"newton"``, CG otherwise), memory independent of
     ``num_steps``; exact at a minimiser, approximate when ``status`` is not SUCCESS;
-    the initial ``params`` get a zero gradient. ``adjoint="unrolled"``
-    differentiates through every iteration of a fixed-length ``lax.scan``.
+    the initial ``params`` get a zero gradient. Where ``H`` at ``x*`` is singular (the
+    minimiser is not unique) the solve is the least-norm one (pseudo-inverse; CG from
+    zero gives the same): the derivative of the minimiser nearest the one returned,
+    with no component along ``H``'s null space. ``adjoint="unrolled"``
+    differentiates through the iterations of a fixed-length ``lax.scan``; after
+    SUCCESS the remaining scan steps keep differentiating the fixed-point map (their
+    value is the solution, unchanged): one such step for the Newton methods, all of
+    them for gradient descent, whose unrolled derivative converges linearly like its
+    iterates. Without them an exact first step (``learning_rate = 1/H`` on a
+    quadratic) would give the derivative of that one step, 0 from a fixed start.
 
     Args:
       fun: ``fun(params, *args) -> scalar``.
@@ -142,13 +189,21 @@ def minimize(
       num_steps: the most steps to take (static).
       tol: success once the global gradient norm is ``<= tol``.
       adjoint: ``"implicit"`` (default) or ``"unrolled"``.
-      **options: ``damping`` (Newton methods, default 0.0: added to the Hessian's
-        diagonal); ``maxiter`` (CG iterations, default the number of parameters) and
-        ``cg_tol`` (default 1e-5, relative CG residual) for ``"newton_cg"``;
-        ``learning_rate`` (required) for ``"gradient_descent"``.
+      damping: ``"newton"``, ``"newton_cg"``: ``>= 0`` added to the Hessian's diagonal
+        (default 0).
+      learning_rate: ``"gradient_descent"`` (required): ``η > 0``.
+      cg_num_steps: ``"newton_cg"``: the most CG iterations per step (static; default
+        ``10·n`` for ``n`` parameters, also for the curvature probe).
+      cg_tol: ``"newton_cg"``: CG's relative residual tolerance; default ``None``, the
+        forcing term ``min(0.5, √‖g‖)`` (Steihaug): loose far away, tight near the
+        solution.
+      armijo: the Armijo fraction ``σ`` in (0, 1) of the predicted decrease (1e-4).
+      backtrack: the factor ``β`` in (0, 1) that shortens the step (0.5).
+      max_backtracks: the most shortenings per step (static, 30); then NO_DESCENT.
 
     Returns:
       A :class:`MinimizeResult`; failures are reported in ``status``, never raised.
+      An option given to a method it does not belong to is a ValueError.
 
     Example:
       >>> import jax.numpy as jnp
@@ -160,12 +215,23 @@ def minimize(
       >>> saddle = lambda p: p[0] ** 2 + (p[1] ** 2 - 1) ** 2  # saddle at (0, 0)
       >>> newton.minimize(saddle, jnp.array([1.0, 0.0])).params.round(4)
       Array([0., 1.], dtype=float32)
+
+    References:
+      Moré & Sorensen (1979), negative-curvature directions; Steihaug (1983), CG's
+      forcing term and curvature test; Nocedal & Wright (2006), 3.4 (modified Newton),
+      7.1 (Newton-CG).
     """
-    options = _check_options(method, adjoint, options)
+    given = {
+        "damping": damping,
+        "learning_rate": learning_rate,
+        "cg_num_steps": cg_num_steps,
+        "cg_tol": cg_tol,
+    }
+    line = {"armijo": armijo, "backtrack": backtrack, "max_backtracks": max_backtracks}
+    options = check_options(method, adjoint, given, line)
     num_steps = check_int("num_steps", num_steps, 0)
     check_scalar("tol", tol, low=0.0)
-    params = floating_tree("params", params)
-    check_finite_tree("params", params)
+    params = check_params(params)
     args = jax.tree.map(jnp.asarray, args)
     dtypes = jax.tree.map(lambda leaf: leaf.dtype, params)
     params = jax.tree.map(lambda leaf: leaf.astype(_compute_dtype(leaf)), params)
@@ -173,6 +239,16 @@ def minimize(
     closed_fun, consts = jax.closure_convert(lambda p, *a: fun(p, *a), params, *args)
     args = (*args, *consts)
     unrolled = adjoint == "unrolled"
+    size = optax.tree.size(params)
+    settle_steps = (num_steps if method == "gradient_descent" else 1) if unrolled else 0
+    run = functools.partial(
+        iterate,
+        tol=tol,
+        num_steps=num_steps,
+        constants=options.line_search,
+        unrolled=unrolled,
+        settle_steps=settle_steps,
+    )
 
     def solve(params, args):
         if method == "newton":
@@ -180,30 +256,31 @@ def minimize(
             model = dense_model(
                 lambda x, *a: closed_fun(unravel(x), *a),
                 args,
-                options["damping"],
+                options.damping,
                 unrolled=unrolled,
             )
-            out = _iterate(model, flat, tol, num_steps, unrolled)
-            curvature = out[-1]
+            out = run(model, flat)
+            curvature = out.point.curvature
             # The last Cholesky factor is the implicit adjoint's, when it is H's own.
-            damping = options["damping"]
+            damping = options.damping
             undamped = isinstance(damping, (int, float)) and damping == 0
             factor = (curvature.chol, curvature.positive_definite) if undamped else None
-            return unravel(out[0]), out[1:-1], factor
-        size = sum(leaf.size for leaf in jax.tree.leaves(params))
+            aux = (out.values, out.grad_norms, out.num_steps, out.status)
+            return unravel(out.params), aux, factor
+        cg_steps = 10 * size if options.cg_num_steps is None else options.cg_num_steps
         model = matrix_free_model(
             closed_fun,
             args,
             tol,
             newton=method == "newton_cg",
-            damping=options["damping"],
-            maxiter=size if options["maxiter"] is None else options["maxiter"],
-            cg_tol=options["cg_tol"],
-            learning_rate=options.get("learning_rate"),
+            damping=options.damping,
+            cg_num_steps=cg_steps,
+            cg_tol=options.cg_tol,
+            learning_rate=options.learning_rate,
             unrolled=unrolled,
         )
-        out = _iterate(model, params, tol, num_steps, unrolled)
-        return out[0], out[1:-1], None
+        out = run(model, params)
+        return out.params, (out.values, out.grad_norms, out.num_steps, out.status), None
 
     if unrolled:
         solution, (values, grad_norms, count, status), _ = solve(params, args)
@@ -215,43 +292,3 @@ def minimize(
     return MinimizeResult(
         solution, value, values, grad_norms, count, status == Status.SUCCESS, status
     )
-
-
-def _iterate(model, x0, tol, num_steps, unrolled):
-    """Runs the loop; returns ``(x, values, grad_norms, num_steps, status, curvature)``."""
-
-    def success(point: Point) -> jax.Array:
-        return point.finite & (optax.tree.norm(point.grad) <= tol) & point.curvature_ok
-
-    def step(state: _State) -> _State:
-        point = state.point
-        active = state.status == _RUNNING
-        s, d, slope = model.step(point, optax.tree.norm(point.grad) <= tol)
-        new, found = line_search(model, point, s, d, slope, active, unrolled=unrolled)
-        status = jnp.where(
-            ~found,
-            Status.NO_DESCENT,
-            jnp.where(
-                ~new.finite, Status.NONFINITE, jnp.where(success(new), Status.SUCCESS, _RUNNING)
-            ),
-        ).astype(jnp.int32)
-        keep = found & new.finite
-        new = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, point)
-        return _State(new, jnp.where(active, status, state.status))
-
-    point = model.evaluate(x0, jnp.array(True))
-    status = jnp.where(
-        ~point.finite, Status.NONFINITE, jnp.where(success(point), Status.SUCCESS, _RUNNING)
-    ).astype(jnp.int32)
-    loop = scan_loop if unrolled else while_loop
-    out = loop(
-        step,
-        _State(point, status),
-        num_steps=num_steps,
-        converged=lambda state: state.status != _RUNNING,
-        record=lambda state: (state.point.value, optax.tree.norm(state.point.grad)),
-    )
-    final = jnp.where(out.state.status == _RUNNING, Status.MAX_STEPS, out.state.status)
-    values, grad_norms = out.trace
-    point = out.state.point
-    return point.params, values, grad_norms, out.num_steps, final.astype(jnp.int32), point.curvature

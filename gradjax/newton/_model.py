@@ -98,9 +98,16 @@ def dense_model(fun: Callable, args: tuple, damping: Any, *, unrolled: bool) -> 
     convex problem. Where it has none, ``H = VΛVᵀ`` is decomposed (a branch taken
     only by problems that need it, also under ``vmap``): ``s = -V(|Λ|_δ + damping)⁻¹Vᵀg``
     with eigenvalues floored at ``δ = √ε·max|λ|`` (a convex model that keeps every
-    direction's curvature magnitude), and when ``λ_min < 0`` the eigenvector ``v`` of
-    ``λ_min`` gives ``d = -sign(gᵀv)·max(1, ‖s‖)·v`` (``+v`` at ``gᵀv = 0``, so a saddle
-    or maximum with ``g = 0`` is still left).
+    direction's curvature magnitude). That step is a descent direction, and along an
+    eigenvector of negative curvature it moves by ``-(vᵀg)/|λ|``, downhill, away from
+    the saddle: it needs no help while ``g`` has a component there.
+
+    Only at a small gradient (``small_grad``: ``‖g‖ <= tol``, where the point would
+    otherwise pass as a solution) does the eigenvector ``v`` of ``λ_min < 0`` enter, as
+    ``d = -sign(gᵀv)·max(1, ‖s‖)·v`` (``+v`` at ``gᵀv = 0``), so a saddle or maximum
+    with ``g = 0`` is still left. Away from stationarity a unit-length ``d`` is the
+    wrong scale: with ``λ_min ≈ -1e-4`` against ``λ_max ≈ 400`` (Biggs EXP6) it forces
+    the line search to tiny steps, or throws the iterate far away (Osborne 1).
     """
     evaluate_fgh = value_grad_hessian(fun, args)
 
@@ -128,7 +135,6 @@ def dense_model(fun: Callable, args: tuple, damping: Any, *, unrolled: bool) -> 
         return fun(x, *args)
 
     def step(point, small_grad):
-        del small_grad  # dense Newton knows its curvature everywhere
         c, g = point.curvature, point.grad
         # A failed factor is NaN: swap in I so that no NaN reaches either branch's gradient.
         chol = jnp.where(c.positive_definite, c.chol, jnp.eye(g.size, dtype=c.chol.dtype))
@@ -142,9 +148,10 @@ def dense_model(fun: Callable, args: tuple, damping: Any, *, unrolled: bool) -> 
         eigen = -(vecs @ coef)
         s = jnp.where(c.positive_definite, newton, eigen)
         v = vecs[:, 0]
-        negative = ~c.positive_definite & (lam[0] < -curvature_tolerance(lam))
+        # Negative curvature enters only at a small gradient (see the docstring).
+        negative = small_grad & ~c.positive_definite & (lam[0] < -curvature_tolerance(lam))
         sign = jnp.where(g @ v > 0, -1.0, 1.0)
-        length = jnp.maximum(1.0, jnp.linalg.norm(s))
+        length = jax.lax.stop_gradient(jnp.maximum(1.0, jnp.linalg.norm(s)))
         d = jnp.where(negative, sign * length * v, jnp.zeros_like(v))
         slope = g @ s + 0.5 * jnp.where(negative, lam[0], 0.0) * (d @ d)
         return s, d, slope

@@ -23,9 +23,18 @@ from gradjax.newton._model import value_grad_hessian
 PyTree = Any
 
 
-def _checked(fun: Callable, params: PyTree, args: tuple) -> PyTree:
+def check_params(params: PyTree) -> PyTree:
+    """A non-empty pytree of finite (when concrete) floating arrays with at least one entry."""
     params = floating_tree("params", params)
+    if optax.tree.size(params) == 0:
+        shapes = [leaf.shape for leaf in jax.tree.leaves(params)]
+        raise ValueError(f"params must have at least one entry, got leaves of shapes {shapes}")
     check_finite_tree("params", params)
+    return params
+
+
+def _checked(fun: Callable, params: PyTree, args: tuple) -> PyTree:
+    params = check_params(params)
     check_scalar_fun("fun", fun, params, *args)
     return params
 
@@ -67,16 +76,17 @@ def newton_cg_step(
     params: PyTree,
     *args,
     damping: float = 0.0,
-    maxiter: int | None = None,
-    tol: float = 1e-5,
+    cg_num_steps: int | None = None,
+    cg_tol: float = 1e-5,
 ) -> PyTree:
     """One matrix-free Newton step: solves ``(H + damping·I) Δ = -g`` by conjugate gradients.
 
     Only Hessian-vector products ``Hv = ∂/∂ε ∇f(x + εv)`` are used (forward-over-reverse,
     the cost of about two gradients each), so memory stays O(n). CG stops when the
-    residual is below ``tol·‖g‖``, after ``maxiter`` iterations, or at the first
-    direction of non-positive curvature (Steihaug), keeping the iterate so far, which
-    is a descent direction. On an SPD problem with enough iterations this is the dense
+    residual is below ``cg_tol·‖g‖``, after ``cg_num_steps`` iterations, or at the first
+    direction whose curvature is not clearly positive (Steihaug: ``pᵀHp <= √ε·‖p‖²·‖H‖``,
+    ``‖H‖`` estimated from the curvatures met), keeping the iterate so far, which is a
+    descent direction. On an SPD problem with enough iterations this is the dense
     :func:`newton_step`.
 
     Args:
@@ -84,8 +94,9 @@ def newton_cg_step(
       params: a pytree of finite floating arrays (kept as a pytree, never flattened).
       *args: further arguments of ``fun``, not differentiated.
       damping: ``λ >= 0`` added to the Hessian's diagonal.
-      maxiter: at most this many CG iterations (default: the number of parameters).
-      tol: relative residual tolerance of CG.
+      cg_num_steps: at most this many CG iterations (default ``10·n`` for ``n``
+        parameters, as :func:`minimize`).
+      cg_tol: relative residual tolerance of CG.
 
     Returns:
       The new params.
@@ -98,11 +109,15 @@ def newton_cg_step(
     """
     params = _checked(fun, params, args)
     check_scalar("damping", damping, low=0.0)
-    check_scalar("tol", tol, low=0.0)
-    maxiter = optax.tree.size(params) if maxiter is None else check_int("maxiter", maxiter, 1)
+    check_scalar("cg_tol", cg_tol, low=0.0)
+    if cg_num_steps is None:
+        cg_num_steps = 10 * optax.tree.size(params)
+    cg_num_steps = check_int("cg_num_steps", cg_num_steps, 1)
     grad = jax.grad(fun)(params, *args)
     hvp = hessian_vector_product(fun, args, params, damping)
-    delta = conjugate_gradients(hvp, optax.tree.scale(-1.0, grad), maxiter=maxiter, tol=tol)
+    delta = conjugate_gradients(
+        hvp, optax.tree.scale(-1.0, grad), num_steps=cg_num_steps, tol=cg_tol
+    )
     return optax.tree.cast_like(optax.tree.add(params, delta.solution), params)
 
 
