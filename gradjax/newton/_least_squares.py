@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.flatten_util import ravel_pytree
 
 from gradjax._checks import (
@@ -28,7 +29,7 @@ from gradjax._checks import (
     check_scalar,
     floating_tree,
 )
-from gradjax._loop import branch, scan_loop, tree_select, while_loop
+from gradjax._loop import branch, scan_loop, while_loop
 from gradjax._status import Status
 from gradjax.newton._adjoint import implicit_adjoint
 from gradjax.newton._bounds import (
@@ -39,7 +40,7 @@ from gradjax.newton._bounds import (
     project,
     projected_gradient_norm,
 )
-from gradjax.newton._line_search import line_search
+from gradjax.newton._line_search import LineSearch, line_search
 from gradjax.newton._model import LocalModel, Point
 
 PyTree = Any
@@ -250,7 +251,7 @@ def _levenberg_marquardt(evaluate, x0, box, tol, num_steps, unrolled):
         growth = jnp.where(accepted, 2.0, 2 * state.growth).astype(state.growth.dtype)
         bad_jacobian = accepted & ~trial.finite
         keep = accepted & trial.finite
-        new = tree_select(keep, trial, point)
+        new = optax.tree.where(keep, trial, point)
         column_norms = trial.curvature.column_norms
         scale = jnp.where(keep, jnp.maximum(state.scale, column_norms), state.scale)
         tiny_step = jnp.linalg.norm(state.scale * move) <= eps * jnp.linalg.norm(
@@ -317,7 +318,9 @@ def _gauss_newton(evaluate, cost, x0, box, tol, num_steps, unrolled):
         point = state.point
         active = state.status == _RUNNING
         s, d, slope = model.step(point, jnp.array(False))
-        new, found = line_search(model, point, s, d, slope, active, unrolled=unrolled)
+        new, found = line_search(
+            model, point, s, d, slope, active, constants=LineSearch(), unrolled=unrolled
+        )
         new = new._replace(params=project(new.params, box))
         status = jnp.where(
             ~found | (slope >= 0),
@@ -329,7 +332,7 @@ def _gauss_newton(evaluate, cost, x0, box, tol, num_steps, unrolled):
             ),
         ).astype(jnp.int32)
         keep = found & new.finite
-        new = tree_select(keep, new, point)
+        new = optax.tree.where(keep, new, point)
         return state._replace(point=new, status=jnp.where(active, status, state.status))
 
     point = evaluate(x0)
