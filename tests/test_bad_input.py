@@ -185,6 +185,13 @@ NEWTON = [
      TypeError, "bounds"),
     ("newton.least_squares", lambda: newton.least_squares(
         lambda x: x, V3, bounds=(NAN3, V3)), ValueError, "bounds"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, bounds=(V3, V3 - 1)), ValueError,
+     "lower <= upper"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="gradient_descent",
+                                                learning_rate=0.1, bounds=(V3, V3)), ValueError,
+     "bounds"),
+    ("newton.minimize", lambda: newton.minimize(jnp.sum, {"a": V3}, bounds=(V3, V3)), ValueError,
+     "bounds"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- regularizers

@@ -136,3 +136,49 @@ def test_implicit_gradient_through_the_active_set():
         assert float(implicit[1]) == 0.0 and float(central[1]) == 0.0
         np.testing.assert_allclose(implicit, central, rtol=1e-6)
         np.testing.assert_allclose(unrolled, implicit, rtol=1e-6, atol=1e-12)
+
+
+def logistic(w, x, y):
+    z = x @ w
+    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 5e-3 * w @ w
+
+
+def logistic_data(n=64, d=5):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, d))
+    y = (x @ np.array([3.0, -2.0, 1.0, 0.5, -0.3]) + 0.3 * rng.standard_normal(n) > 0) * 1.0
+    return x, y
+
+
+@pytest.mark.parametrize("method", ["newton", "newton_cg"])
+def test_bounded_minimize_equals_lbfgsb_and_its_implicit_gradient(method):
+    """Box [-1, 1]: the two large weights end on their bounds; SciPy's L-BFGS-B agrees,
+    and d w*/d θ (data scaled by θ) is central differences, zero on the bound ones."""
+    with jax.enable_x64(True):
+        x, y = logistic_data()
+        lower, upper = -np.ones(5), np.ones(5)
+
+        @jax.jit
+        def solve(theta):
+            return newton.minimize(
+                logistic, jnp.zeros(5), theta * x, y, method=method, tol=1e-10,
+                bounds=(lower, upper),
+            )
+
+        fit = solve(1.0)
+        f = jax.jit(logistic)
+        g = jax.jit(jax.grad(logistic))
+        reference = scipy.optimize.minimize(
+            lambda w: float(f(w, x, y)), np.zeros(5), jac=lambda w: np.asarray(g(w, x, y)),
+            method="L-BFGS-B", bounds=list(zip(lower, upper, strict=True)),
+            options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 1000},
+        )
+        assert int(fit.status) == newton.Status.SUCCESS
+        np.testing.assert_allclose(fit.params, reference.x, atol=1e-6)
+        on_bound = np.abs(np.asarray(fit.params)) == 1.0
+        assert on_bound[:2].all() and not on_bound[2:].any()
+        jac = jax.jit(jax.jacobian(lambda t: solve(t).params))(1.0)
+        h = 1e-5
+        central = (solve(1.0 + h).params - solve(1.0 - h).params) / (2 * h)
+        np.testing.assert_allclose(jac, central, rtol=1e-6, atol=1e-9)
+        assert np.all(np.asarray(jac)[:2] == 0)
