@@ -190,7 +190,8 @@ NEWTON = [
     ("newton.minimize", lambda: newton.minimize(jnp.sum, V3, method="gradient_descent",
                                                 learning_rate=0.1, bounds=(V3, V3)), ValueError,
      "bounds"),
-    ("newton.minimize", lambda: newton.minimize(jnp.sum, {"a": V3}, bounds=(V3, V3)), ValueError,
+    ("newton.minimize", lambda: newton.minimize(lambda p: jnp.sum(p["a"]), {"a": V3},
+                                                bounds=(V3, V3)), ValueError,
      "bounds"),
 ]  # fmt: skip
 
