@@ -161,7 +161,12 @@ def test_bounded_minimize_equals_lbfgsb_and_its_implicit_gradient(method):
         @jax.jit
         def solve(theta):
             return newton.minimize(
-                logistic, jnp.zeros(5), theta * x, y, method=method, tol=1e-10,
+                logistic,
+                jnp.zeros(5),
+                theta * x,
+                y,
+                method=method,
+                tol=1e-10,
                 bounds=(lower, upper),
             )
 
@@ -169,8 +174,11 @@ def test_bounded_minimize_equals_lbfgsb_and_its_implicit_gradient(method):
         f = jax.jit(logistic)
         g = jax.jit(jax.grad(logistic))
         reference = scipy.optimize.minimize(
-            lambda w: float(f(w, x, y)), np.zeros(5), jac=lambda w: np.asarray(g(w, x, y)),
-            method="L-BFGS-B", bounds=list(zip(lower, upper, strict=True)),
+            lambda w: float(f(w, x, y)),
+            np.zeros(5),
+            jac=lambda w: np.asarray(g(w, x, y)),
+            method="L-BFGS-B",
+            bounds=list(zip(lower, upper, strict=True)),
             options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 1000},
         )
         assert int(fit.status) == newton.Status.SUCCESS
