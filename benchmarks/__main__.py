@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 JSON_PATH = HERE / "results.json"
 MARKDOWN_PATH = HERE / "RESULTS.md"
-AREAS = ("newton", "em", "optim", "gan", "regularizers", "attribution")
+AREAS = ("newton", "least_squares", "em", "optim", "gan", "regularizers", "attribution")
 PACKAGES = (
     "jax",
     "jaxlib",

@@ -19,6 +19,8 @@ References:
 
 # gradjax.Status, under the name Newton has always used (documented once, at the top level).
 from gradjax._status import Status as Status
+from gradjax.newton._least_squares import LeastSquaresResult as LeastSquaresResult
+from gradjax.newton._least_squares import least_squares as least_squares
 from gradjax.newton._minimize import MinimizeResult as MinimizeResult
 from gradjax.newton._minimize import minimize as minimize
 from gradjax.newton._steps import gradient_descent_step as gradient_descent_step
@@ -26,8 +28,10 @@ from gradjax.newton._steps import newton_cg_step as newton_cg_step
 from gradjax.newton._steps import newton_step as newton_step
 
 __all__ = [
+    "LeastSquaresResult",
     "MinimizeResult",
     "gradient_descent_step",
+    "least_squares",
     "minimize",
     "newton_cg_step",
     "newton_step",

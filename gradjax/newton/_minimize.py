@@ -19,6 +19,7 @@ from gradjax._checks import (
 )
 from gradjax._status import Status
 from gradjax.newton._adjoint import implicit_adjoint
+from gradjax.newton._bounds import bounded_solve, check_bounds
 from gradjax.newton._cg import matrix_free_model
 from gradjax.newton._driver import iterate
 from gradjax.newton._line_search import LineSearch
@@ -129,6 +130,7 @@ def minimize(
     armijo: float = 1e-4,
     backtrack: float = 0.5,
     max_backtracks: int = 30,
+    bounds: tuple[PyTree, PyTree] | None = None,
 ) -> MinimizeResult:
     """Minimises ``fun`` by repeatedly minimising a local model of it.
 
@@ -200,6 +202,12 @@ def minimize(
       armijo: the Armijo fraction ``σ`` in (0, 1) of the predicted decrease (1e-4).
       backtrack: the factor ``β`` in (0, 1) that shortens the step (0.5).
       max_backtracks: the most shortenings per step (static, 30); then NO_DESCENT.
+      bounds: ``"newton"``, ``"newton_cg"``: ``(lower, upper)``, pytrees like ``params``
+        (``±inf`` for none, ``lower <= upper``): projected Newton (Bertsekas 1982), the
+        reduced Newton step on the coordinates off the active set, every trial point
+        projected (the iterates never leave the box); SUCCESS at the projected
+        gradient's norm ``‖x - P(x - g)‖ <= tol`` (``grad_norms`` trace it); the
+        implicit adjoint solves the free block and gives the bound coordinates zero.
 
     Returns:
       A :class:`MinimizeResult`; failures are reported in ``status``, never raised.
@@ -240,6 +248,9 @@ def minimize(
     args = (*args, *consts)
     unrolled = adjoint == "unrolled"
     size = optax.tree.size(params)
+    if bounds is not None and method == "gradient_descent":
+        raise ValueError("bounds is an option of methods 'newton' and 'newton_cg' only")
+    box = check_bounds(bounds, params)
     settle_steps = (num_steps if method == "gradient_descent" else 1) if unrolled else 0
     run = functools.partial(
         iterate,
@@ -282,7 +293,20 @@ def minimize(
         out = run(model, params)
         return out.params, (out.values, out.grad_norms, out.num_steps, out.status), None
 
-    if unrolled:
+    if box is not None:
+        cg_steps = 10 * size if options.cg_num_steps is None else options.cg_num_steps
+        solution, (values, grad_norms, count, status) = bounded_solve(
+            closed_fun,
+            params,
+            args,
+            jax.tree.map(jax.lax.stop_gradient, box),
+            run=run,
+            damping=options.damping,
+            cg_num_steps=cg_steps if method == "newton_cg" else None,
+            cg_tol=options.cg_tol,
+            unrolled=unrolled,
+        )
+    elif unrolled:
         solution, (values, grad_norms, count, status), _ = solve(params, args)
     else:
         solve = implicit_adjoint(solve, closed_fun, dense=method == "newton")
