@@ -82,12 +82,12 @@ def nmf_log_likelihood_per_token(x, w, h):
     return float(np.sum(x[mask] * np.log(model[mask])) / x.sum())
 
 
-def run_nmf(x, w0, h0, num_iters):
+def run_nmf(x, w0, h0, num_steps):
     from sklearn.decomposition import NMF
 
     nmf = NMF(
         w0.shape[1], beta_loss="kullback-leibler", solver="mu", init="custom",
-        max_iter=num_iters, tol=0.0,
+        max_iter=num_steps, tol=0.0,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter reached on purpose
@@ -228,7 +228,7 @@ def compare(
     phi0_j, theta0_j = jnp.asarray(phi0), jnp.asarray(theta0)
     fits = {
         n: jax.jit(
-            lambda c, p, t, n=n: em.plsa(None, c, num_topics, num_iters=n, tol=0.0, init=(p, t))
+            lambda c, p, t, n=n: em.plsa(None, c, num_topics, num_steps=n, tol=0.0, init=(p, t))
         )
         for n in iters
     }

@@ -480,11 +480,11 @@ EM = [
     ("em.plsa", lambda: em.plsa(KEY, jnp.zeros((0, 3)), 2), ValueError, "counts"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS.astype(jnp.complex64), TOPICS),
      TypeError, "counts"),
-    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, jnp.full((2, 2), 0.5),
-                                                              TOPICS[:, :2]), ValueError,
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, TOPICS[:, :2],
+                                                              jnp.full((2, 2), 0.5)), ValueError,
      "p_w_given_z"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
-        COUNTS.astype(jnp.complex64), jnp.full((2, 2), 0.5), TOPICS), TypeError, "counts"),
+        COUNTS.astype(jnp.complex64), TOPICS, jnp.full((2, 2), 0.5)), TypeError, "counts"),
     ("em.soft_kmeans", lambda: em.soft_kmeans(0, P2, 2, stiffness=1.0), TypeError, "key"),
     ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(0, P2, 2), TypeError, "key"),
     ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2.at[0, 0].set(jnp.nan), 2),
@@ -502,13 +502,13 @@ EM = [
      ValueError, "stiffness"),
     ("em.plsa", lambda: em.plsa(KEY, COUNTS, 2, tol=np.float32(-1)), ValueError, "tol"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
-        COUNTS.at[0, 0].set(jnp.nan), jnp.full((COUNTS.shape[0], 2), 0.5), TOPICS), ValueError,
+        COUNTS.at[0, 0].set(jnp.nan), TOPICS, jnp.full((COUNTS.shape[0], 2), 0.5)), ValueError,
      "counts"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(0, COUNTS, TOPICS), TypeError, "key"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, jnp.zeros((0, 3)), TOPICS), ValueError,
      "counts"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
-        jnp.zeros((0, 3)), jnp.full((0, 2), 0.5), TOPICS), ValueError, "counts"),
+        jnp.zeros((0, 3)), TOPICS, jnp.full((0, 2), 0.5)), ValueError, "counts"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- attribution

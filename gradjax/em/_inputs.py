@@ -13,29 +13,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete
+from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete, real_array
 
 INITS = ("k-means++", "random")
 METRICS = ("euclidean", "cosine")
 
 
-def _real_matrix(name: str, value: Any, what: str) -> Any:
-    """``value`` as a 2-D real (int, float or bool) array, host or device, unconverted."""
-    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-        try:
-            value = np.asarray(value)
-        except (TypeError, ValueError) as error:  # ragged lists
-            raise TypeError(
-                f"{name} must be a 2-D array {what}, got {type(value).__name__}"
-            ) from error
+def _real_matrix(name: str, value: Any, what: str) -> jax.Array:
+    """``value`` as a 2-D real (int or float) JAX array: the shared rule of ``real_array``
+    (dense only; bool and complex are TypeErrors), then the rank."""
+    value = real_array(name, value)
     if value.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array {what}, got shape {value.shape}")
-    if jnp.issubdtype(value.dtype, jnp.complexfloating) or not (
-        jnp.issubdtype(value.dtype, jnp.floating)
-        or jnp.issubdtype(value.dtype, jnp.integer)
-        or value.dtype == bool
-    ):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {value.dtype}")
     return value
 
 
@@ -47,8 +36,9 @@ def as_points(x: Any, name: str = "x") -> jax.Array:
         raise ValueError(
             f"{name} must be non-empty (at least one point and one feature), got shape {x.shape}"
         )
-    x = jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
-    check_finite_tree(name, x)  # on the device copy: host data are transferred once
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = jnp.asarray(x, float)
+    check_finite_tree(name, x)
     return x
 
 
@@ -83,10 +73,7 @@ def as_weights(weights: Any, n: int, dtype) -> jax.Array:
     shape = np.shape(weights)
     if shape != (n,):
         raise ValueError(f"weights must have shape ({n},) (one per point), got {shape}")
-    if not hasattr(weights, "dtype"):
-        weights = np.asarray(weights)
-    if not np.issubdtype(weights.dtype, np.number) and weights.dtype != bool:
-        raise TypeError(f"weights must be numeric, got dtype {weights.dtype}")
+    weights = real_array("weights", weights)  # bools are not weights: pass w.astype(float)
     if concrete_any(weights, lambda w: ~jnp.isfinite(w) | (w < 0)):
         raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
     if is_concrete(weights) and not concrete_any(weights, lambda w: w > 0):
@@ -114,7 +101,11 @@ def check_unit_normalisable(name: str, x: jax.Array) -> None:
 
 
 def unit_rows(x: jax.Array) -> jax.Array:
-    """Rows scaled to unit Euclidean norm (a zero row becomes NaN when traced)."""
+    """Rows scaled to unit Euclidean norm, each divided by its largest magnitude first, so
+    a row as small as 1e-30 in float32 (whose squared norm underflows to 0) keeps its
+    direction. A zero row becomes NaN (it has none): traced, the fit reports NONFINITE."""
+    scale = jnp.max(jnp.abs(x), axis=1, keepdims=True)
+    x = x / scale
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
 
