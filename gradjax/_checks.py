@@ -230,4 +230,7 @@ def real_array(name: str, value: Any) -> jax.Array:
         raise TypeError(f"{name} must be a real array, got {type(value).__name__}")
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
+    if is_concrete(value):  # NumPy data closed over in a jit stay concrete (checkable)
+        with jax.ensure_compile_time_eval():
+            return jnp.asarray(value)
     return jnp.asarray(value)

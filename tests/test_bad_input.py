@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.sparse
+from jax.experimental import sparse
 
 from gradjax import attribution, datasets, em, gan, models, newton, optim
 from gradjax import regularizers as reg
@@ -458,6 +460,14 @@ GAN = [
 P2 = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
 COUNTS = jnp.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
 TOPICS = jnp.full((2, 3), 1 / 3)
+MB_STATE = em.minibatch_kmeans(2, init=P2[:2]).init(KEY, P2)
+
+
+def one_generator():
+    """A callable that returns the same generator every time (exhausted after one pass)."""
+    gen = (b for b in [np.asarray(P2)])
+    return lambda: gen
+
 
 EM = [
     ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, tol=jnp.array(-1.0)), ValueError, "tol"),
@@ -509,6 +519,45 @@ EM = [
      "counts"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
         jnp.zeros((0, 3)), TOPICS, jnp.full((0, 2), 0.5)), ValueError, "counts"),
+    # issue 24: sparse matrices, bools, the renamed and explicit options
+    ("em.kmeans", lambda: em.kmeans(KEY, scipy.sparse.csr_matrix(np.asarray(P2)), 2), TypeError,
+     "x must be a dense array"),
+    ("em.kmeans", lambda: em.kmeans(KEY, sparse.BCOO.fromdense(P2), 2), TypeError,
+     "x must be a dense array"),
+    ("em.assign", lambda: em.assign(scipy.sparse.csr_matrix(np.asarray(P2)), P2[:2]), TypeError,
+     "x must be a dense array"),
+    ("em.soft_kmeans", lambda: em.soft_kmeans(KEY, sparse.BCOO.fromdense(P2), 2, stiffness=1.0),
+     TypeError, "x must be a dense array"),
+    ("em.minibatch_kmeans", lambda: em.minibatch_kmeans(2).init(
+        KEY, scipy.sparse.csr_matrix(np.asarray(P2))), TypeError, "x_first must be a dense"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(
+        KEY, [scipy.sparse.csr_matrix(np.asarray(P2))], 2), TypeError, "batch must be a dense"),
+    ("em.plsa", lambda: em.plsa(KEY, scipy.sparse.csr_matrix(np.asarray(COUNTS)), 2), TypeError,
+     "counts must be a dense array or a jax.experimental.sparse.BCOO"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2 > 0, 2), TypeError, "x must be a real .int or float"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, weights=np.ones(4, bool)), TypeError,
+     "weights must be a real"),
+    ("em.plsa", lambda: em.plsa(KEY, COUNTS > 0, 2), TypeError, "counts must be a real"),
+    ("em.plsa", lambda: em.plsa(KEY, sparse.BCOO((jnp.ones(2, bool), jnp.array([[0, 0], [1, 2]])),
+                                                 shape=(2, 3)), 2), TypeError,
+     "counts must be a real"),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS > 0), TypeError,
+     "p_w_given_z must be a real"),
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, -TOPICS,
+                                                              jnp.full((2, 2), 0.5)),
+     ValueError, "p_w_given_z must be non-negative"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, num_iters=5), TypeError, "num_iters"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, [np.zeros((4, 2))], 2,
+                                                                progress="yes"), TypeError,
+     "progress must be a bool"),
+    # issue 29, item 5: an int32 state would truncate the float batch
+    ("em.minibatch_kmeans", lambda: em.minibatch_kmeans(2).update(
+        MB_STATE._replace(centroids=MB_STATE.centroids.astype(jnp.int32)), P2), TypeError,
+     "state.centroids and state.counts must be floating"),
+    # issue 29, item 7: the callable hands back one generator, exhausted after pass 1
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(
+        KEY, one_generator(), 2, num_passes=2, progress=False), ValueError,
+     "pass 2 of 2.*callable must return a fresh iterator"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- attribution
@@ -707,7 +756,61 @@ def test_the_table_covers_every_public_function():
 # One list per area, as above, so the areas' rows stay apart.
 
 OUTCOMES_NEWTON: list = []
-OUTCOMES_EM: list = []
+
+
+Status_ = importlib.import_module("gradjax").Status
+
+
+def float64_batch_on_a_float32_state():
+    """lax.scan over update: the carry must keep the state's dtypes."""
+    km = em.minibatch_kmeans(2, init=P2[:2])
+    with jax.enable_x64(True):
+        batches = jnp.asarray(np.tile(np.asarray(P2, np.float64), (3, 1, 1)))
+        return jax.lax.scan(lambda s, b: (km.update(s, b), None), MB_STATE, batches)[0]
+
+
+def cosine_with_a_row(row, traced):
+    x = jnp.concatenate([jnp.asarray(P2[1:]), jnp.full((1, 2), row, jnp.float32)])
+    fit = lambda x: em.kmeans(KEY, x, 2, init=x[:2], metric="cosine")  # noqa: E731
+    return jax.jit(fit)(x) if traced else fit(x)
+
+
+def status_is(name):
+    return lambda out: int(out.status) == getattr(Status_, name)
+
+
+OUTCOMES_EM: list = [
+    # issue 29, item 6: the state keeps float32 (it came back float64, and scan failed)
+    ("em.minibatch_kmeans", float64_batch_on_a_float32_state,
+     lambda s: s.centroids.dtype == s.counts.dtype == jnp.float32
+     and int(s.status) == Status_.SUCCESS),
+    # issue 29, item 12: a 1e-30 float32 row's norm underflowed (NaN centroids, only
+    # converged=False); scaled by its largest entry it keeps its direction (1, 1)/√2
+    ("em.kmeans", lambda: cosine_with_a_row(1e-30, traced=False),
+     lambda r: int(r.status) == Status_.SUCCESS and bool(jnp.all(jnp.isfinite(r.centroids)))
+     and int(r.labels[-1]) == int(r.labels[0])),
+    # ... and a zero row, which has no direction, traced: NONFINITE (concrete: ValueError)
+    ("em.kmeans", lambda: cosine_with_a_row(0.0, traced=True), status_is("NONFINITE")),
+    # a traced NaN point: the refused step keeps the finite start, NONFINITE
+    ("em.kmeans", lambda: jax.jit(lambda x: em.kmeans(KEY, x, 2, init=P2[:2]))(
+        P2.at[3, 0].set(jnp.nan)),
+     lambda r: int(r.status) == Status_.NONFINITE and bool(jnp.all(r.centroids == P2[:2]))),
+    ("em.soft_kmeans", lambda: jax.jit(lambda x: em.soft_kmeans(
+        KEY, x, 2, stiffness=1.0, init=P2[:2]))(P2.at[3, 0].set(jnp.nan)), status_is("NONFINITE")),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, tol=0.0, num_steps=3), status_is("MAX_STEPS")),
+    ("em.plsa", lambda: jax.jit(lambda c: em.plsa(KEY, c, 2))(COUNTS.at[0, 0].set(jnp.nan)),
+     status_is("NONFINITE")),
+    # a warm start that gives an observed word probability zero: log-likelihood -inf
+    ("em.plsa", lambda: em.plsa(None, COUNTS, 2, init=(jnp.array([[1.0, 0, 0], [1.0, 0, 0]]),
+                                                       jnp.full((2, 2), 0.5))),
+     status_is("NONFINITE")),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS), status_is("SUCCESS")),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS, num_steps=0),
+     status_is("MAX_STEPS")),
+    ("em.minibatch_kmeans", lambda: jax.jit(em.minibatch_kmeans(2).update)(
+        MB_STATE, P2.at[0, 0].set(jnp.nan)),
+     lambda s: int(s.status) == Status_.NONFINITE and bool(jnp.all(s.centroids == P2[:2]))),
+]  # fmt: skip
 OUTCOMES_REGULARIZERS: list = []
 OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS
 

@@ -50,9 +50,8 @@ def as_centroids(name: str, value: Any, d: int, dtype: Any, k: int | None = None
         raise ValueError(
             f"{name} must have shape ({'k >= 1' if k is None else k}, {d}), got {value.shape}"
         )
-    value = jnp.asarray(value, dtype)
     check_finite_tree(name, value)
-    return value
+    return jnp.asarray(value, dtype)
 
 
 def check_num_clusters(num_clusters: Any, n: int) -> int:
@@ -66,8 +65,13 @@ def check_block_size(block_size: Any) -> int | None:
     return None if block_size is None else check_int("block_size", block_size, 1)
 
 
-def as_weights(weights: Any, n: int, dtype) -> jax.Array:
-    """Sample weights as an (n,) array of ``dtype``; ``None`` is all ones."""
+def as_weights(weights: Any, n: int, dtype, num_clusters: int | None = None) -> jax.Array:
+    """Sample weights as an (n,) array of ``dtype``; ``None`` is all ones.
+
+    Concrete weights must be finite and >= 0, with at least ``num_clusters`` (if given,
+    else one) positive entries. Traced ones cannot be checked: a negative weight
+    becomes NaN, so the fit reports ``NONFINITE`` rather than a finite-looking answer.
+    """
     if weights is None:
         return jnp.ones(n, dtype)
     shape = np.shape(weights)
@@ -76,9 +80,18 @@ def as_weights(weights: Any, n: int, dtype) -> jax.Array:
     weights = real_array("weights", weights)  # bools are not weights: pass w.astype(float)
     if concrete_any(weights, lambda w: ~jnp.isfinite(w) | (w < 0)):
         raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
-    if is_concrete(weights) and not concrete_any(weights, lambda w: w > 0):
-        raise ValueError("weights must have at least one positive entry, got all zeros")
-    return jnp.asarray(weights, dtype)
+    if is_concrete(weights):
+        with jax.ensure_compile_time_eval():
+            positive = int(jnp.sum(weights > 0))
+        need = 1 if num_clusters is None else num_clusters
+        if positive < need:
+            raise ValueError(
+                f"weights must have at least {need} positive entries (one per cluster), got "
+                f"{positive}"
+            )
+        return jnp.asarray(weights, dtype)
+    weights = jnp.asarray(weights, dtype)
+    return jnp.where((weights < 0) | (jnp.sum(weights) <= 0), jnp.nan, weights)
 
 
 def check_init(init: Any, num_clusters: int, d: int, dtype) -> str | jax.Array:

@@ -153,13 +153,15 @@ def kmeans(
       x: (n, d) points, float32 or float64 (integers become the default float).
       num_clusters: ``k``, ``1 <= k <= n``.
       num_steps: the (static) maximum number of Lloyd iterations.
-      tol: relative tolerance on the centroid shift, ``>= 0``.
+      tol: relative tolerance on the centroid shift, ``>= 0`` (a traced negative
+        ``tol`` acts as 0).
       init: "k-means++" (greedy, weighted), "random" (``k`` distinct points drawn
         ``∝ w``), or a (k, d) array of initial centroids (then one run: restarts
         from the same start would be identical).
       n_init: the number of restarts, each seeded from its own key.
-      weights: optional (n,) non-negative sample weights; an integer weight counts
-        as that many copies of the point.
+      weights: optional (n,) non-negative sample weights, at least ``k`` positive;
+        an integer weight counts as that many copies of the point (traced, a
+        negative or an all-zero one gives ``NONFINITE``).
       block_size: rows per distance block; default about 2²⁰ / k.
       algorithm: every choice gives Lloyd's iterates. "auto" (the default) takes
         "hamerly" from about 10⁶ point-centroid pairs (``n·k``) on a single CPU
@@ -221,7 +223,7 @@ def kmeans(
     n_init = check_int("n_init", n_init, 1)
     tol = check_scalar("tol", tol, 0.0)
     block_size = check_block_size(block_size)
-    w = as_weights(weights, n, x.dtype)
+    w = as_weights(weights, n, x.dtype, k)
     init = check_init(init, k, d, x.dtype)
     check_choice("algorithm", algorithm, ALGORITHMS)
     if algorithm == "auto":
@@ -303,6 +305,6 @@ def _kmeans(
         inertia=inertia[best],
         inertia_trace=trace[:, best],
         num_steps=state.num_steps[best],
-        converged=status == Status.SUCCESS,
+        converged=status == int(Status.SUCCESS),
         status=status,
     )

@@ -183,7 +183,7 @@ def _step(state, x, w, ratio):
         status=state.status,
     )
     ok = jnp.all(jnp.isfinite(centroids)) & jnp.all(jnp.isfinite(counts))
-    refused = state._replace(status=jnp.full_like(state.status, Status.NONFINITE))
+    refused = state._replace(status=jnp.array(int(Status.NONFINITE), jnp.int32))
     return tree_select(ok, stepped, refused)
 
 
@@ -250,7 +250,7 @@ def minibatch_kmeans(
         key = check_key("key", key)
         x = as_points(x_first, "x_first")
         check_num_clusters(k, x.shape[0])
-        w = as_weights(weights, x.shape[0], x.dtype)
+        w = as_weights(weights, x.shape[0], x.dtype, k)
         start = check_init(init, k, x.shape[1], x.dtype)
         seed_key, reassign_key = jax.random.split(key)
         centroids = _seed(seed_key, x, w, start, k)
@@ -260,7 +260,7 @@ def minibatch_kmeans(
             key=reassign_key,
             num_updates=jnp.zeros([], jnp.int32),
             since_reassign=jnp.zeros([], jnp.int32),
-            status=jnp.full([], Status.SUCCESS, jnp.int32),
+            status=jnp.array(int(Status.SUCCESS), jnp.int32),
         )
 
     def update_fn(state, batch, weights=None) -> MiniBatchKMeansState:
@@ -268,6 +268,12 @@ def minibatch_kmeans(
         return _update(state, x, w, jnp.asarray(ratio, x.dtype))
 
     def assign_fn(state, x):
+        if not isinstance(state, MiniBatchKMeansState):
+            raise TypeError(f"state must be a MiniBatchKMeansState, got {type(state).__name__}")
+        x = as_points(x)
+        d = state.centroids.shape[-1]
+        if x.shape[1] != d:
+            raise ValueError(f"x must have {d} features (as the centroids), got shape {x.shape}")
         return assign_points(x, state.centroids)
 
     return MiniBatchKMeans(init_fn, update_fn, assign_fn)

@@ -73,9 +73,10 @@ class PLSAResult(NamedTuple):
       status: int32 :class:`gradjax.Status` code: ``SUCCESS`` once the relative
         gain of a step fell to ``tol``, ``MAX_STEPS`` if it never did (always
         with ``tol=0``), ``NONFINITE`` if the log-likelihood of the returned
-        factors is NaN or ``-inf`` (a traced NaN count, or a warm start that gives
-        an observed word probability zero) or a step would have made the factors
-        NaN/Inf (that step is not taken: the last finite factors are returned).
+        factors is NaN or ``-inf`` (a traced NaN or negative count, or a warm
+        start that gives an observed word probability zero) or a step would have
+        made the factors NaN/Inf (that step is not taken: the last finite
+        factors are returned).
     """
 
     p_w_given_z: jax.Array
@@ -164,6 +165,20 @@ def _as_counts(counts: Any) -> Counts:
             unique_indices=counts.unique_indices,
         )
     return counts.astype(dtype)
+
+
+def _nan_if_negative(counts: Counts) -> Counts:
+    """Traced counts cannot be checked: a negative one becomes NaN, so the result shows it
+    (``NONFINITE``, a NaN log-likelihood) instead of a finite-looking answer."""
+    if isinstance(counts, sparse.BCOO):
+        data = jnp.where(counts.data < 0, jnp.nan, counts.data)
+        return sparse.BCOO(
+            (data, counts.indices),
+            shape=counts.shape,
+            indices_sorted=counts.indices_sorted,
+            unique_indices=counts.unique_indices,
+        )
+    return jnp.where(counts < 0, jnp.nan, counts)
 
 
 def _as_distribution(name: str, value: Any, shape: tuple[int, int], dtype: Any) -> jax.Array:
@@ -351,7 +366,7 @@ def _run_em(counts, theta, phi, tol, *, num_steps, fit_topics) -> EMRun:
     Jitted once per shape (the public functions validate first, then call this), so
     repeated eager calls do not re-trace the scan.
     """
-    counts = _layout(counts, by_word=fit_topics)
+    counts = _layout(_nan_if_negative(counts), by_word=fit_topics)
     lengths = _doc_lengths(counts)
     minus_inf = jnp.full((), -jnp.inf, theta.dtype)
     start_finite = all_finite(theta, phi)
@@ -380,7 +395,7 @@ def _run_em(counts, theta, phi, tol, *, num_steps, fit_topics) -> EMRun:
     trace = jnp.where(index + 1 < steps, after, final)
     finite = out.state.finite & jnp.isfinite(final)
     status = status_code(small_gain(out.state), finite)
-    return EMRun(theta, phi, final, trace, steps, status == Status.SUCCESS, status)
+    return EMRun(theta, phi, final, trace, steps, status == int(Status.SUCCESS), status)
 
 
 # ----------------------------------------------------------------------------- public
@@ -430,7 +445,7 @@ def plsa(
 
     Returns:
       A :class:`PLSAResult`. ``status`` is ``NONFINITE`` (and ``log_likelihood``
-      NaN or ``-inf``) if the fit broke down numerically or a traced count is NaN
+      NaN or ``-inf``) if the fit broke down numerically or a traced count is NaN or negative
       (concrete NaN or Inf counts are a ValueError).
 
     Example:
@@ -602,5 +617,5 @@ def plsa_log_likelihood(
 
 @jax.jit
 def _log_likelihood(counts: Counts, theta: jax.Array, phi: jax.Array) -> jax.Array:
-    layout = _layout(counts, by_word=False)
+    layout = _layout(_nan_if_negative(counts), by_word=False)
     return _e_step_sums(layout, theta, phi, doc_side=False, word_side=False).log_likelihood

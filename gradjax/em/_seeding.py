@@ -100,7 +100,7 @@ def kmeans_plusplus(
     key = check_key("key", key)
     x = as_points(x)
     k = check_num_clusters(num_clusters, x.shape[0])
-    w = as_weights(weights, x.shape[0], x.dtype)
+    w = as_weights(weights, x.shape[0], x.dtype, k)
     if num_trials is None:
         num_trials = 2 + int(math.log(k))
     num_trials = check_int("num_trials", num_trials, 1)

@@ -115,11 +115,13 @@ def soft_kmeans(
       x: (n, d) points.
       num_clusters: ``k``, ``1 <= k <= n``.
       stiffness: ``M > 0``, the inverse temperature of the responsibilities (in
-        units of 1 / squared distance).
+        units of 1 / squared distance); a traced ``M <= 0`` gives ``NONFINITE``.
       num_steps: the (static) maximum number of EM iterations.
       init: "k-means++", "random" or a (k, d) array, as in :func:`gradjax.em.kmeans`.
-      tol: relative tolerance on the centroid shift, ``>= 0``.
-      weights: optional (n,) non-negative sample weights.
+      tol: relative tolerance on the centroid shift, ``>= 0`` (a traced negative
+        ``tol`` acts as 0).
+      weights: optional (n,) non-negative sample weights, at least ``k`` positive
+        (traced, a negative or an all-zero one gives ``NONFINITE``).
       block_size: rows per distance block; default about 2²⁰ / k.
 
     Returns:
@@ -149,7 +151,7 @@ def soft_kmeans(
     tol = check_scalar("tol", tol, 0.0)
     stiffness = check_scalar("stiffness", stiffness, 0.0, strict=True)
     block_size = check_block_size(block_size)
-    w = as_weights(weights, n, x.dtype)
+    w = as_weights(weights, n, x.dtype, k)
     init = check_init(init, k, d, x.dtype)
 
     return _soft_kmeans(
@@ -171,6 +173,7 @@ def _soft_kmeans(
     key, x, w, init_centroids, stiffness, tol, *, num_clusters, num_steps, init, block_size
 ):
     """:func:`soft_kmeans` on validated inputs (jitted, so eager calls compile once)."""
+    stiffness = jnp.where(stiffness > 0, stiffness, jnp.nan)  # a traced M <= 0: NONFINITE
     x, init_centroids, shift = prepare(x, init_centroids, "euclidean")
     xb, wb, x_sq = blocked_points(x, w, block_size)
     tol_scaled = scaled_tolerance(x, tol)
@@ -205,6 +208,6 @@ def _soft_kmeans(
         inertia=inertia,
         inertia_trace=out.trace,
         num_steps=out.num_steps - (start_finite & ~state.finite).astype(jnp.int32),  # refused
-        converged=status == Status.SUCCESS,
+        converged=status == int(Status.SUCCESS),
         status=status,
     )

@@ -39,7 +39,12 @@ def _host_batch(batch: Any, d: int | None) -> np.ndarray:
             f"each batch must be a dense array (dense input is required), got the sparse "
             f"{type(batch).__name__}: convert it with .toarray() (SciPy) or .todense() (BCOO)"
         )
-    batch = np.asarray(batch)
+    try:
+        batch = np.asarray(batch)
+    except ValueError as error:  # a ragged nested list
+        raise TypeError(
+            f"each batch must be a 2-D array (rows, d), got a ragged {type(batch).__name__}"
+        ) from error
     if batch.ndim != 2:
         raise ValueError(f"each batch must be a 2-D array (rows, d), got shape {batch.shape}")
     if not (np.issubdtype(batch.dtype, np.floating) or np.issubdtype(batch.dtype, np.integer)):
@@ -48,8 +53,8 @@ def _host_batch(batch: Any, d: int | None) -> np.ndarray:
         )
     if d is not None and batch.shape[1] != d:
         raise ValueError(f"each batch must have {d} features (as the first), got {batch.shape}")
-    if batch.shape[0] < 1:
-        raise ValueError("each batch must hold at least one row, got 0")
+    if batch.shape[0] < 1 or batch.shape[1] < 1:
+        raise ValueError(f"each batch must hold at least one row and one column, got {batch.shape}")
     return batch
 
 
@@ -170,7 +175,12 @@ def _drive(key, km, batches, num_passes, bar, reassignment_ratio) -> MiniBatchKM
     state, in_flight, ones = None, None, {}
     for pass_index in range(num_passes):
         seen = 0
-        for group in _stacks(iter(batches() if callable(batches) else batches)):
+        source = batches() if callable(batches) else batches
+        if not isinstance(source, Iterable) or isinstance(source, str | bytes):
+            raise TypeError(
+                f"batches() must return an iterable of batches, got {type(source).__name__}"
+            )
+        for group in _stacks(iter(source)):
             seen += len(group)
             xs = np.stack(group)
             # a finite sum proves every entry finite (the full check only if it is not)

@@ -529,7 +529,7 @@ X4 = np.zeros((4, 2), np.float32)
          r"centroids must have shape \(k >= 1, 2\), got \(2, 3\)"),
         (lambda: em.assign(X4, np.zeros((0, 2))), ValueError, "centroids must have shape"),
         (lambda: em.assign(X4, np.zeros(2)), ValueError, "centroids must be a 2-D array"),
-        (lambda: em.assign(X4, [[0.0], [1.0, 2.0]]), TypeError, "centroids must be a 2-D array"),
+        (lambda: em.assign(X4, [[0.0], [1.0, 2.0]]), TypeError, "centroids must be a real array"),
         (lambda: em.assign(X4, np.zeros((2, 2), np.complex64)), TypeError,
          "centroids must be a real"),
         (lambda: em.assign(X4, np.array([[np.nan, 0], [1, 1]])), ValueError,

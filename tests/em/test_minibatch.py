@@ -186,7 +186,7 @@ def test_bad_batches_of_update():
         km.update(state, np.zeros((4, 3)), weights=np.ones(3))
     with pytest.raises(TypeError, match="state"):
         km.update(tuple(state), np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"centroids must have shape \(k >= 1, 2\)"):
+    with pytest.raises(ValueError, match="x must have 3 features"):
         km.assign(state, np.zeros((4, 2)))  # x of 2 features against centroids of 3
     with pytest.raises(ValueError, match="x must be finite"):
         km.assign(state, np.full((4, 3), np.inf))
@@ -221,7 +221,7 @@ def test_the_state_keeps_its_dtype_and_status():
     assert out.centroids.dtype == out.counts.dtype == jnp.float32
     assert int(out.status) == Status.SUCCESS and int(out.num_updates) == 4
     int_state = state._replace(centroids=state.centroids.astype(jnp.int32))
-    with pytest.raises(TypeError, match="state.centroids and state.counts must be floating"):
+    with pytest.raises(TypeError, match=r"state\.centroids and state\.counts must be floating"):
         km.update(int_state, x)
 
 
@@ -240,7 +240,7 @@ def test_progress_needs_tqdm_only_when_asked_for(monkeypatch):
 def test_an_exhausted_iterator_on_a_later_pass_is_an_error():
     x = blobs(40, 2, seed=7)
     one_generator = (x[i : i + 20] for i in (0, 20))
-    with pytest.raises(ValueError, match="pass 2 of 2.*fresh iterator"):
+    with pytest.raises(ValueError, match=r"pass 2 of 2.*fresh iterator"):
         em.fit_minibatch_kmeans(
             jax.random.key(0), lambda: one_generator, 2, num_passes=2, progress=False
         )
