@@ -550,6 +550,17 @@ EM = [
     ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, [np.zeros((4, 2))], 2,
                                                                 progress="yes"), TypeError,
      "progress must be a bool"),
+    # NumPy data closed over in a jit are concrete: checked (they were staged, unchecked)
+    ("em.kmeans", lambda: jax.jit(lambda: em.kmeans(KEY, np.full((4, 2), np.nan), 2))(),
+     ValueError, "x must be finite"),
+    ("em.plsa", lambda: jax.jit(lambda: em.plsa(KEY, -np.ones((2, 3)), 2))(), ValueError,
+     "counts must be non-negative"),
+    ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2, 3, weights=np.r_[1.0, 1, 0, 0]),
+     ValueError, "weights must have at least 3 positive entries"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, lambda: 3, 2), TypeError,
+     "batches.. must return an iterable"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, [[[0.0], [1.0, 2.0]]], 2),
+     TypeError, "each batch must be a 2-D array .rows, d., got a ragged list"),
     # issue 29, item 5: an int32 state would truncate the float batch
     ("em.minibatch_kmeans", lambda: em.minibatch_kmeans(2).update(
         MB_STATE._replace(centroids=MB_STATE.centroids.astype(jnp.int32)), P2), TypeError,
@@ -804,6 +815,12 @@ OUTCOMES_EM: list = [
     ("em.plsa", lambda: em.plsa(None, COUNTS, 2, init=(jnp.array([[1.0, 0, 0], [1.0, 0, 0]]),
                                                        jnp.full((2, 2), 0.5))),
      status_is("NONFINITE")),
+    # traced values that the concrete checks would reject: NaN in, NONFINITE out
+    ("em.kmeans", lambda: jax.jit(lambda w: em.kmeans(KEY, P2, 2, weights=w))(
+        jnp.array([1.0, -1.0, 1.0, 1.0])), status_is("NONFINITE")),
+    ("em.soft_kmeans", lambda: jax.jit(lambda m: em.soft_kmeans(KEY, P2, 2, stiffness=m))(
+        jnp.float32(-1.0)), status_is("NONFINITE")),
+    ("em.plsa", lambda: jax.jit(lambda c: em.plsa(KEY, c, 2))(-COUNTS), status_is("NONFINITE")),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS), status_is("SUCCESS")),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS, num_steps=0),
      status_is("MAX_STEPS")),
