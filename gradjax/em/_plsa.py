@@ -263,7 +263,9 @@ def _block_sums(counts, left, right, *, row_side: bool, column_side: bool):
     zero = counts == 0  # contributes nothing; a NaN count propagates
     safe = jnp.where(zero, 1, model)
     log_lik = jnp.sum(jnp.where(zero, 0, counts * jnp.log(safe)))
-    ratio = jnp.where(zero, 0, counts / safe)
+    # a word the model gives probability 0 (no topic emits it): -inf above, and no
+    # information on the factors, so no ratio (n/0 would make the sums NaN)
+    ratio = jnp.where(zero | (model == 0), 0, counts / safe)
     row_sums = right @ ratio.T if row_side else None
     column_sums = left @ ratio if column_side else None
     return log_lik, row_sums, column_sums
@@ -306,11 +308,14 @@ def _doc_lengths(counts: Layout) -> jax.Array:
     return from_blocks(jnp.sum(counts.blocks, axis=2), counts.num_rows)
 
 
-def _normalise_mixtures(expected: jax.Array, lengths: jax.Array) -> jax.Array:
-    """``p(z|d) = expected / n(d)``; an empty document gets the uniform mixture."""
-    empty = lengths[:, None] <= 0  # False for NaN: a NaN length gives NaN mixtures
+def _normalise_mixtures(expected: jax.Array) -> jax.Array:
+    """``p(z|d) = expected / Σ_z expected`` (``= / n(d)`` when every word of ``d`` has a
+    positive model probability; words that no topic emits are left out); an empty
+    document gets the uniform mixture."""
+    total = jnp.sum(expected, axis=1, keepdims=True)
+    empty = total <= 0  # False for NaN: a NaN count gives NaN mixtures
     uniform = jnp.full_like(expected, 1.0 / expected.shape[1])
-    return jnp.where(empty, uniform, expected / jnp.where(empty, 1, lengths[:, None]))
+    return jnp.where(empty, uniform, expected / jnp.where(empty, 1, total))
 
 
 def _normalise_topics(expected: jax.Array, previous: jax.Array) -> jax.Array:
@@ -328,14 +333,14 @@ class _State(NamedTuple):
     finite: jax.Array  # false once a step was refused for NaN/Inf factors
 
 
-def _em_step(counts: Layout, lengths: jax.Array, fit_topics: bool):
+def _em_step(counts: Layout, fit_topics: bool):
     """Hofmann's EM step (``fit_topics=False``: fold-in, topics fixed). A step whose
     factors would be NaN/Inf is refused: the state stays, flagged not finite."""
 
     def step(state: _State) -> _State:
         theta, phi = state.theta, state.phi
         sums = _e_step_sums(counts, theta, phi, word_side=fit_topics)
-        new_theta = _normalise_mixtures(theta * sums.doc_sums, lengths)
+        new_theta = _normalise_mixtures(theta * sums.doc_sums)
         ok = jnp.all(jnp.isfinite(new_theta))
         if fit_topics:
             phi = _normalise_topics(phi * sums.word_sums, phi)
@@ -367,7 +372,6 @@ def _run_em(counts, theta, phi, tol, *, num_steps, fit_topics) -> EMRun:
     repeated eager calls do not re-trace the scan.
     """
     counts = _layout(_nan_if_negative(counts), by_word=fit_topics)
-    lengths = _doc_lengths(counts)
     minus_inf = jnp.full((), -jnp.inf, theta.dtype)
     start_finite = all_finite(theta, phi)
     state = _State(theta, phi, minus_inf, minus_inf, start_finite)
@@ -378,7 +382,7 @@ def _run_em(counts, theta, phi, tol, *, num_steps, fit_topics) -> EMRun:
         return small & (tol > 0)
 
     out = scan_loop(
-        _em_step(counts, lengths, fit_topics),
+        _em_step(counts, fit_topics),
         state,
         num_steps=num_steps,
         converged=lambda s: small_gain(s) | ~s.finite,
@@ -510,7 +514,11 @@ def plsa_fold_in(
 
     With topics fixed the log-likelihood is concave in each document's mixture, so
     EM climbs to its maximum (unique when the topics restricted to the document's
-    words are linearly independent) from any interior start.
+    words are linearly independent) from any interior start. A word that no topic
+    emits (``p(w|z) = 0`` for every ``z``, e.g. one absent from the fitted corpus)
+    says nothing about the mixture and is left out of the update, but it makes the
+    log-likelihood ``-inf`` and the status ``NONFINITE``: smooth the topics (add a
+    small constant) to score such documents.
 
     Args:
       key: PRNG key for the random interior starting mixtures.
@@ -531,8 +539,12 @@ def plsa_fold_in(
       >>> from gradjax.datasets import plsa_corpus
       >>> corpus = plsa_corpus(jax.random.key(0), 60, 100, 3)
       >>> fit = em.plsa(jax.random.key(1), corpus.counts[:50], 3, num_steps=50)
-      >>> new = em.plsa_fold_in(jax.random.key(2), corpus.counts[50:], fit.p_w_given_z)
       >>> import gradjax as gj
+      >>> new = em.plsa_fold_in(jax.random.key(2), corpus.counts[50:], fit.p_w_given_z)
+      >>> gj.Status(int(new.status)).name, float(new.log_likelihood)  # unseen words
+      ('NONFINITE', -inf)
+      >>> topics = fit.p_w_given_z + 1e-6  # smoothed: every word has a probability
+      >>> new = em.plsa_fold_in(jax.random.key(2), corpus.counts[50:], topics)
       >>> new.p_z_given_d.shape, gj.Status(int(new.status)).name
       ((10, 3), 'SUCCESS')
 

@@ -131,7 +131,7 @@ def e_step_sums(
         zero = values == 0
         safe = jnp.where(zero, 1, model)
         log_lik = log_lik + jnp.sum(jnp.where(zero, 0, values * jnp.log(safe)))
-        ratio = jnp.where(zero, 0, values / safe)
+        ratio = jnp.where(zero | (model == 0), 0, values / safe)  # as the dense _block_sums
         if doc_side:
             per_row = jnp.einsum("rs,rsk->rk", ratio, phi_rows)
             doc_sums = doc_sums.at[docs].add(per_row, indices_are_sorted=True)
