@@ -119,7 +119,7 @@ def dense_profile(counts, phi, theta):
     layout = _plsa._layout(counts, by_word=True)
     num_blocks, rows, _ = layout.blocks.shape
     lengths = _plsa._doc_lengths(layout)
-    start = _plsa._State(theta, phi, jnp.zeros(()), jnp.zeros(()))
+    start = _plsa._State(theta, phi, jnp.zeros(()), jnp.zeros(()), jnp.array(True))
 
     # Each part takes the blocks as an argument (a closed-over array would be a constant
     # that XLA could fold into the program).
@@ -137,7 +137,7 @@ def dense_profile(counts, phi, theta):
         return _plsa._e_step_sums(layout._replace(blocks=blocks), t, p)
 
     def step(blocks, lengths, t, p):
-        em_step = _plsa._em_step(layout._replace(blocks=blocks), lengths, True)
+        em_step = _plsa._em_step(layout._replace(blocks=blocks), True)
         return em_step(start._replace(theta=t, phi=p))
 
     parts = {
