@@ -76,13 +76,16 @@ def kmeans_plusplus(
     The first centroid is a point drawn with probability ``∝ w_i``. Each further one:
     draw ``num_trials`` candidates with probability ``∝ w_i D(x_i)²`` (``D`` the
     distance to the nearest centroid so far) and keep the candidate that most
-    lowers the potential ``Σ_i w_i D(x_i)²``.
+    lowers the potential ``Σ_i w_i D(x_i)²``. The distances are taken on the centred
+    points (float32 stays accurate far from the origin), and the random draws are
+    float32 whatever ``x``'s dtype, so one key picks the same rows of float32 and
+    float64 data.
 
     Args:
       key: a PRNG key.
       x: (n, d) points.
       num_clusters: the number of centroids ``k``, ``1 <= k <= n``.
-      weights: optional (n,) non-negative sample weights.
+      weights: optional (n,) non-negative sample weights, at least ``k`` positive.
       num_trials: candidates per centroid; default ``2 + ⌊ln k⌋``.
 
     Returns:

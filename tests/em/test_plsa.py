@@ -8,7 +8,7 @@ import pytest
 import scipy.optimize
 from jax.experimental import sparse
 
-from gradjax import em
+from gradjax import Status, em
 from gradjax.datasets import plsa_corpus
 
 
@@ -48,6 +48,7 @@ def test_monotone_simplex_and_reported_likelihood():
         fit = em.plsa(jax.random.key(1), counts, 3, num_steps=60, tol=0.0)
         trace = np.asarray(fit.log_likelihood_trace)
         assert trace.shape == (60,) and int(fit.num_steps) == 60
+        assert int(fit.status) == Status.MAX_STEPS and not bool(fit.converged)  # tol=0
         assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
         assert trace[-1] - trace[0] > 1.0  # EM actually moved
         for p in (fit.p_w_given_z, fit.p_z_given_d):
@@ -240,6 +241,22 @@ def test_fold_in_reaches_the_unique_optimum():
             assert np.all(grad[~support] <= n.sum() * (1 + 1e-5))
 
 
+def test_fold_in_leaves_out_words_no_topic_emits():
+    """A word with p(w|z) = 0 for every topic carries no information on the mixture: the
+    mixtures are those of the documents without it (no 0/0 NaN), the log-likelihood is
+    -inf, and the status says so (NONFINITE)."""
+    with jax.enable_x64(True):
+        _, phi = random_factors(16, 1, 40, 3)
+        phi = phi.at[:, 7].set(0.0)
+        counts = small_counts(seed=17).at[:, 7].set(3.0)
+        fold = lambda c: em.plsa_fold_in(jax.random.key(18), c, phi, num_steps=40, tol=0)  # noqa: E731
+        with_word, without = fold(counts), fold(counts.at[:, 7].set(0.0))
+        np.testing.assert_allclose(with_word.p_z_given_d, without.p_z_given_d, rtol=1e-10)
+        assert float(with_word.log_likelihood) == -np.inf
+        assert int(with_word.status) == Status.NONFINITE
+        assert int(without.status) == Status.MAX_STEPS and np.isfinite(without.log_likelihood)
+
+
 def test_fold_in_sparse_equals_dense():
     with jax.enable_x64(True):
         _, phi = random_factors(16, 1, 40, 3)
@@ -273,6 +290,7 @@ def test_convergence_freezes_and_reports():
         fit = em.plsa(jax.random.key(22), counts, 3, num_steps=2000, tol=1e-8)
         steps = int(fit.num_steps)
         assert bool(fit.converged) and 1 < steps < 2000
+        assert int(fit.status) == Status.SUCCESS
         trace = np.asarray(fit.log_likelihood_trace)
         np.testing.assert_array_equal(trace[steps - 1 :], float(fit.log_likelihood))
         gain = trace[steps - 2] - trace[steps - 3]

@@ -150,7 +150,7 @@ def shifted_blobs():
     """float32 blobs, and the same shifted by 2e4: without centring, ‖x‖² - 2x·c + ‖c‖²
     at ‖x‖ ~ 3e4 rounds by ~1e-7·‖x‖² ≈ 80, against squared distances ~ 4 here."""
     x, _ = make_blobs(400, 8, 2, cluster_std=1.0, seed=8)
-    x = np.asarray(x, np.float32)
+    x = np.round(np.asarray(x, np.float32) * 256) / 256  # x + 2e4 is then exact in float32
     return x, x + np.float32(2e4)
 
 
@@ -164,7 +164,8 @@ def test_shifted_float32_data_keep_soft_kmeans_inertia():
     np.testing.assert_allclose(far_fit.centroids, near_fit.centroids + 2e4, rtol=0, atol=2e-2)
     np.testing.assert_allclose(far_fit.inertia, near_fit.inertia, rtol=1e-3)
     hard = em.kmeans(KEY, far, 8, init=far[:8], num_steps=20, tol=0)
-    np.testing.assert_allclose(far_fit.inertia, hard.inertia, rtol=0.05)  # the same order
+    # the same order (another local optimum may differ by tens of %; uncentred it was 10x)
+    np.testing.assert_allclose(far_fit.inertia, hard.inertia, rtol=0.5)
 
 
 def test_growing_stiffness_reproduces_lloyd_on_shifted_float32_data():
