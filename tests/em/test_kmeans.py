@@ -466,7 +466,8 @@ def test_one_key_gives_the_same_seeds_for_float32_and_float64_data(init):
         x32, x64 = np.asarray(x, np.float32), np.asarray(x, np.float64)
         for key in jax.random.split(jax.random.key(4), 2):
             fit = lambda x: em.kmeans(key, x, 6, init=init, num_steps=0, weights=weights)  # noqa: E731,B023
-            np.testing.assert_allclose(fit(x64).centroids, fit(x32).centroids, rtol=1e-6)
+            # the same rows (float32 rounding of the centring aside)
+            np.testing.assert_allclose(fit(x64).centroids, fit(x32).centroids, rtol=1e-6, atol=1e-5)
         seeds32 = em.kmeans_plusplus(jax.random.key(1), x32, 6, weights=weights)
         seeds64 = em.kmeans_plusplus(jax.random.key(1), x64, 6, weights=weights)
         assert seeds64.dtype == jnp.float64
