@@ -16,28 +16,28 @@ from gradjax.em._blocks import block_size_for, blocked_points, to_blocks
 from gradjax.em._kmeans import choose_algorithm
 
 
-def sklearn_lloyd(x, init, num_iters, algorithm="lloyd"):
+def sklearn_lloyd(x, init, num_steps, algorithm="lloyd"):
     from sklearn.cluster import KMeans
 
-    model = KMeans(len(init), init=init, n_init=1, algorithm=algorithm, max_iter=num_iters, tol=0)
+    model = KMeans(len(init), init=init, n_init=1, algorithm=algorithm, max_iter=num_steps, tol=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.fit(x)
 
 
-def faiss_lloyd(x, init, num_iters):
+def faiss_lloyd(x, init, num_steps):
     import faiss
 
     n, d = x.shape
     model = faiss.Kmeans(
-        d, len(init), niter=num_iters, max_points_per_centroid=n, min_points_per_centroid=1
+        d, len(init), niter=num_steps, max_points_per_centroid=n, min_points_per_centroid=1
     )
     model.train(x, init_centroids=init)
     return model
 
 
-@functools.partial(jax.jit, static_argnames="num_iters")
-def naive_lloyd(x, init, num_iters):
+@functools.partial(jax.jit, static_argnames="num_steps")
+def naive_lloyd(x, init, num_steps):
     """The textbook JAX scan: the full n×k distance matrix and XLA's argmin."""
     k = init.shape[0]
 
@@ -48,7 +48,7 @@ def naive_lloyd(x, init, num_iters):
         counts = jax.ops.segment_sum(jnp.ones(x.shape[0], x.dtype), labels, k)
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], c), None
 
-    return jax.lax.scan(step, init, None, length=num_iters)[0]
+    return jax.lax.scan(step, init, None, length=num_steps)[0]
 
 
 @jax.jit
@@ -62,7 +62,7 @@ def blocked_gemm_min(blocks, c):
     return jax.lax.map(lambda b: jnp.min(jnp.sum(c * c, 1) - 2 * jnp.dot(b, c.T), axis=1), blocks)
 
 
-def hamerly_profile(x, centroids, repeats, num_iters):
+def hamerly_profile(x, centroids, repeats, num_steps):
     """Seconds of hamerly's pieces at ``centroids`` and its undecided fraction per sweep."""
     from gradjax.em import _hamerly, _iterate
 
@@ -89,7 +89,7 @@ def hamerly_profile(x, centroids, repeats, num_iters):
     step = jax.jit(_hamerly._sweep)
     c = x[np.random.default_rng(0).choice(n, k, replace=False)]
     aux, labels, fractions = _hamerly._start(x_sq, c), -jnp.ones(wb.shape, jnp.int32), []
-    for _ in range(num_iters):
+    for _ in range(num_steps):
         gaps = _hamerly.half_gaps(c)[labels]
         fractions.append(float(jnp.mean((labels < 0) | (aux.upper > jnp.maximum(aux.lower, gaps)))))
         sweep, aux = step(blocks, wb, x_sq, c, labels, aux)
@@ -101,7 +101,7 @@ def hamerly_profile(x, centroids, repeats, num_iters):
 
 def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> Table:
     n, d, k = (20_000, 32, 64) if quick else shape
-    num_iters = 10 if quick else 20
+    num_steps = 10 if quick else 20
     x, _ = make_blobs(n, k, d, cluster_std=4.0, seed=0)
     x_np = np.asarray(x)
     init_np = x_np[np.random.default_rng(0).choice(n, k, replace=False)]
@@ -111,7 +111,7 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
     def gradjax_fit(algorithm):
         fit = jax.jit(
             lambda x, init: em.kmeans(
-                jax.random.key(0), x, k, init=init, num_iters=num_iters, tol=0.0,
+                jax.random.key(0), x, k, init=init, num_steps=num_steps, tol=0.0,
                 algorithm=algorithm,
             )
         )  # fmt: skip
@@ -122,18 +122,18 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
     t_yy, yy = gradjax_fit("yinyang")
     t_auto, _ = gradjax_fit("auto")
     chosen = choose_algorithm(x, k)
-    t_sk = time_fn(lambda: sklearn_lloyd(x_np, init_np, num_iters), repeats=repeats)
-    ref = sklearn_lloyd(x_np, init_np, num_iters)
-    t_elkan = time_fn(lambda: sklearn_lloyd(x_np, init_np, num_iters, "elkan"), repeats=repeats)
-    elkan = sklearn_lloyd(x_np, init_np, num_iters, "elkan")
-    t_fa = time_fn(lambda: faiss_lloyd(x_np, init_np, num_iters), repeats=repeats)
-    fa = faiss_lloyd(x_np, init_np, num_iters)
+    t_sk = time_fn(lambda: sklearn_lloyd(x_np, init_np, num_steps), repeats=repeats)
+    ref = sklearn_lloyd(x_np, init_np, num_steps)
+    t_elkan = time_fn(lambda: sklearn_lloyd(x_np, init_np, num_steps, "elkan"), repeats=repeats)
+    elkan = sklearn_lloyd(x_np, init_np, num_steps, "elkan")
+    t_fa = time_fn(lambda: faiss_lloyd(x_np, init_np, num_steps), repeats=repeats)
+    fa = faiss_lloyd(x_np, init_np, num_steps)
     _, fa_labels = fa.index.search(x_np, 1)
-    t_naive = time_fn(lambda: naive_lloyd(x, init, num_iters), repeats=repeats)
+    t_naive = time_fn(lambda: naive_lloyd(x, init, num_steps), repeats=repeats)
     t_gemm = time_fn(lambda: full_gemm(x, init), repeats=repeats)
     blocks = to_blocks(jnp.asarray(x), block_size_for(n, k))  # the row blocks em.kmeans uses
     t_floor = time_fn(lambda: blocked_gemm_min(blocks, init), repeats=repeats)
-    profile = hamerly_profile(x, ham.centroids, repeats, num_iters)
+    profile = hamerly_profile(x, ham.centroids, repeats, num_steps)
 
     inertia_fa = float(np.sum((x_np - fa.centroids[fa_labels[:, 0]]) ** 2))
     agree = float(np.mean(np.asarray(ours.labels) == ref.labels_))
@@ -141,7 +141,7 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
     agree_yy = float(np.mean(np.asarray(yy.labels) == np.asarray(ours.labels)))
     fastest_peer = min(t_sk.median, t_elkan.median, t_fa.median)
     floor_ms = ms(t_floor.median)
-    per = lambda t: ms(t.median) / num_iters  # noqa: E731
+    per = lambda t: ms(t.median) / num_steps  # noqa: E731
     speed_up = lambda t, base: ratio(t.median, base.median)  # noqa: E731
     of_floor = lambda t: f"{per(t) / floor_ms:.2f}x"  # noqa: E731
     rows = [
@@ -171,7 +171,7 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
     gflop = 2 * n * k * d / 1e9
     return Table(
         name=name,
-        title=f"Lloyd K-Means, n={n:,}, d={d}, k={k}, float32, {num_iters} iterations "
+        title=f"Lloyd K-Means, n={n:,}, d={d}, k={k}, float32, {num_steps} iterations "
         "from the same init, ms / iteration",
         columns=[
             "implementation",
@@ -235,7 +235,7 @@ def kmeans_lloyd(quick: bool, shape=(200_000, 64, 256), name="kmeans_lloyd") -> 
             "sklearn_elkan_s": t_elkan.median,
             "faiss_s": t_fa.median,
             "naive_s": t_naive.median,
-            "num_iters": num_iters,
+            "num_steps": num_steps,
         },
     )
 
@@ -246,19 +246,19 @@ def kmeans_restarts(quick: bool) -> Table:
     x, _ = load_digits()
     x_np = np.asarray(x)
     rows, data = [], {}
-    for num_iters in (300,) if quick else (100, 300):
+    for num_steps in (300,) if quick else (100, 300):
         fit = jax.jit(
-            lambda x, key, num_iters=num_iters: em.kmeans(
-                key, x, 10, n_init=10, num_iters=num_iters, tol=1e-4
+            lambda x, key, num_steps=num_steps: em.kmeans(
+                key, x, 10, n_init=10, num_steps=num_steps, tol=1e-4
             )
         )
         timing = time_fn(lambda fit=fit: fit(x, jax.random.key(0)), repeats=5)
         inertia = [float(fit(x, jax.random.key(s)).inertia) for s in range(5)]
         rows.append(
-            [f"gradjax `em.kmeans(n_init=10, num_iters={num_iters})`, vmapped restarts",
+            [f"gradjax `em.kmeans(n_init=10, num_steps={num_steps})`, vmapped restarts",
              ms(timing.median), timing.compile, float(np.mean(inertia))]
         )  # fmt: skip
-        data[f"gradjax_{num_iters}_s"] = timing.median
+        data[f"gradjax_{num_steps}_s"] = timing.median
 
     def sk_fit(seed=0):
         return KMeans(10, n_init=10, random_state=seed).fit(x_np)

@@ -82,12 +82,12 @@ def nmf_log_likelihood_per_token(x, w, h):
     return float(np.sum(x[mask] * np.log(model[mask])) / x.sum())
 
 
-def run_nmf(x, w0, h0, num_iters):
+def run_nmf(x, w0, h0, num_steps):
     from sklearn.decomposition import NMF
 
     nmf = NMF(
         w0.shape[1], beta_loss="kullback-leibler", solver="mu", init="custom",
-        max_iter=num_iters, tol=0.0,
+        max_iter=num_steps, tol=0.0,
     )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter reached on purpose
@@ -119,7 +119,7 @@ def dense_profile(counts, phi, theta):
     layout = _plsa._layout(counts, by_word=True)
     num_blocks, rows, _ = layout.blocks.shape
     lengths = _plsa._doc_lengths(layout)
-    start = _plsa._State(theta, phi, jnp.zeros(()), jnp.zeros(()))
+    start = _plsa._State(theta, phi, jnp.zeros(()), jnp.zeros(()), jnp.array(True))
 
     # Each part takes the blocks as an argument (a closed-over array would be a constant
     # that XLA could fold into the program).
@@ -137,7 +137,7 @@ def dense_profile(counts, phi, theta):
         return _plsa._e_step_sums(layout._replace(blocks=blocks), t, p)
 
     def step(blocks, lengths, t, p):
-        em_step = _plsa._em_step(layout._replace(blocks=blocks), lengths, True)
+        em_step = _plsa._em_step(layout._replace(blocks=blocks), True)
         return em_step(start._replace(theta=t, phi=p))
 
     parts = {
@@ -228,7 +228,7 @@ def compare(
     phi0_j, theta0_j = jnp.asarray(phi0), jnp.asarray(theta0)
     fits = {
         n: jax.jit(
-            lambda c, p, t, n=n: em.plsa(None, c, num_topics, num_iters=n, tol=0.0, init=(p, t))
+            lambda c, p, t, n=n: em.plsa(None, c, num_topics, num_steps=n, tol=0.0, init=(p, t))
         )
         for n in iters
     }

@@ -223,12 +223,23 @@ def inexact_tree(name: str, tree: PyTree) -> PyTree:
 
 
 def real_array(name: str, value: Any) -> jax.Array:
-    """An int or floating array (not bool, not complex), converted with ``jnp.asarray``."""
+    """An int or floating array (not bool, not complex), converted with ``jnp.asarray``.
+
+    Dense only: a SciPy sparse matrix or a ``jax.experimental.sparse`` array is a TypeError.
+    """
+    if type(value).__module__.startswith(("scipy.sparse", "jax.experimental.sparse")):
+        raise TypeError(
+            f"{name} must be a dense array (dense input is required), got the sparse "
+            f"{type(value).__name__}: convert it with .toarray() (SciPy) or .todense() (BCOO)"
+        )
     dtype = _dtype_of(value)
     if dtype is None:
         raise TypeError(f"{name} must be a real array, got {type(value).__name__}")
     if not is_real_dtype(dtype):
         raise TypeError(f"{name} must be a real (int or floating) array, got dtype {dtype}")
+    if is_concrete(value):  # NumPy data closed over in a jit stay concrete (checkable)
+        with jax.ensure_compile_time_eval():
+            return jnp.asarray(value)
     return jnp.asarray(value)
 
 

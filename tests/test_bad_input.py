@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.sparse
+from jax.experimental import sparse
 
 from gradjax import attribution, datasets, em, gan, models, newton, optim
 from gradjax import regularizers as reg
@@ -700,6 +702,14 @@ GAN = [
 P2 = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
 COUNTS = jnp.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
 TOPICS = jnp.full((2, 3), 1 / 3)
+MB_STATE = em.minibatch_kmeans(2, init=P2[:2]).init(KEY, P2)
+
+
+def one_generator():
+    """A callable that returns the same generator every time (exhausted after one pass)."""
+    gen = (b for b in [np.asarray(P2)])
+    return lambda: gen
+
 
 EM = [
     ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, tol=jnp.array(-1.0)), ValueError, "tol"),
@@ -722,11 +732,11 @@ EM = [
     ("em.plsa", lambda: em.plsa(KEY, jnp.zeros((0, 3)), 2), ValueError, "counts"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS.astype(jnp.complex64), TOPICS),
      TypeError, "counts"),
-    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, jnp.full((2, 2), 0.5),
-                                                              TOPICS[:, :2]), ValueError,
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, TOPICS[:, :2],
+                                                              jnp.full((2, 2), 0.5)), ValueError,
      "p_w_given_z"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
-        COUNTS.astype(jnp.complex64), jnp.full((2, 2), 0.5), TOPICS), TypeError, "counts"),
+        COUNTS.astype(jnp.complex64), TOPICS, jnp.full((2, 2), 0.5)), TypeError, "counts"),
     ("em.soft_kmeans", lambda: em.soft_kmeans(0, P2, 2, stiffness=1.0), TypeError, "key"),
     ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(0, P2, 2), TypeError, "key"),
     ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2.at[0, 0].set(jnp.nan), 2),
@@ -744,13 +754,63 @@ EM = [
      ValueError, "stiffness"),
     ("em.plsa", lambda: em.plsa(KEY, COUNTS, 2, tol=np.float32(-1)), ValueError, "tol"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
-        COUNTS.at[0, 0].set(jnp.nan), jnp.full((COUNTS.shape[0], 2), 0.5), TOPICS), ValueError,
+        COUNTS.at[0, 0].set(jnp.nan), TOPICS, jnp.full((COUNTS.shape[0], 2), 0.5)), ValueError,
      "counts"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(0, COUNTS, TOPICS), TypeError, "key"),
     ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, jnp.zeros((0, 3)), TOPICS), ValueError,
      "counts"),
     ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(
-        jnp.zeros((0, 3)), jnp.full((0, 2), 0.5), TOPICS), ValueError, "counts"),
+        jnp.zeros((0, 3)), TOPICS, jnp.full((0, 2), 0.5)), ValueError, "counts"),
+    # issue 24: sparse matrices, bools, the renamed and explicit options
+    ("em.kmeans", lambda: em.kmeans(KEY, scipy.sparse.csr_matrix(np.asarray(P2)), 2), TypeError,
+     "x must be a dense array"),
+    ("em.kmeans", lambda: em.kmeans(KEY, sparse.BCOO.fromdense(P2), 2), TypeError,
+     "x must be a dense array"),
+    ("em.assign", lambda: em.assign(scipy.sparse.csr_matrix(np.asarray(P2)), P2[:2]), TypeError,
+     "x must be a dense array"),
+    ("em.soft_kmeans", lambda: em.soft_kmeans(KEY, sparse.BCOO.fromdense(P2), 2, stiffness=1.0),
+     TypeError, "x must be a dense array"),
+    ("em.minibatch_kmeans", lambda: em.minibatch_kmeans(2).init(
+        KEY, scipy.sparse.csr_matrix(np.asarray(P2))), TypeError, "x_first must be a dense"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(
+        KEY, [scipy.sparse.csr_matrix(np.asarray(P2))], 2), TypeError, "batch must be a dense"),
+    ("em.plsa", lambda: em.plsa(KEY, scipy.sparse.csr_matrix(np.asarray(COUNTS)), 2), TypeError,
+     "counts must be a dense array or a jax.experimental.sparse.BCOO"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2 > 0, 2), TypeError, "x must be a real .int or float"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, weights=np.ones(4, bool)), TypeError,
+     "weights must be a real"),
+    ("em.plsa", lambda: em.plsa(KEY, COUNTS > 0, 2), TypeError, "counts must be a real"),
+    ("em.plsa", lambda: em.plsa(KEY, sparse.BCOO((jnp.ones(2, bool), jnp.array([[0, 0], [1, 2]])),
+                                                 shape=(2, 3)), 2), TypeError,
+     "counts must be a real"),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS > 0), TypeError,
+     "p_w_given_z must be a real"),
+    ("em.plsa_log_likelihood", lambda: em.plsa_log_likelihood(COUNTS, -TOPICS,
+                                                              jnp.full((2, 2), 0.5)),
+     ValueError, "p_w_given_z must be non-negative"),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, num_iters=5), TypeError, "num_iters"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, [np.zeros((4, 2))], 2,
+                                                                progress="yes"), TypeError,
+     "progress must be a bool"),
+    # NumPy data closed over in a jit are concrete: checked (they were staged, unchecked)
+    ("em.kmeans", lambda: jax.jit(lambda: em.kmeans(KEY, np.full((4, 2), np.nan), 2))(),
+     ValueError, "x must be finite"),
+    ("em.plsa", lambda: jax.jit(lambda: em.plsa(KEY, -np.ones((2, 3)), 2))(), ValueError,
+     "counts must be non-negative"),
+    ("em.kmeans_plusplus", lambda: em.kmeans_plusplus(KEY, P2, 3, weights=np.r_[1.0, 1, 0, 0]),
+     ValueError, "weights must have at least 3 positive entries"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, lambda: 3, 2), TypeError,
+     "batches.. must return an iterable"),
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(KEY, [[[0.0], [1.0, 2.0]]], 2),
+     TypeError, "each batch must be a 2-D array .rows, d., got a ragged list"),
+    # issue 29, item 5: an int32 state would truncate the float batch
+    ("em.minibatch_kmeans", lambda: em.minibatch_kmeans(2).update(
+        MB_STATE._replace(centroids=MB_STATE.centroids.astype(jnp.int32)), P2), TypeError,
+     "state.centroids and state.counts must be floating"),
+    # issue 29, item 7: the callable hands back one generator, exhausted after pass 1
+    ("em.fit_minibatch_kmeans", lambda: em.fit_minibatch_kmeans(
+        KEY, one_generator(), 2, num_passes=2, progress=False), ValueError,
+     "pass 2 of 2.*callable must return a fresh iterator"),
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- attribution
@@ -1056,7 +1116,6 @@ OUTCOMES_NEWTON: list = [
         status, int(newton.Status.SUCCESS))),
 ]  # fmt: skip
 
-OUTCOMES_EM: list = []
 OUTCOMES_ATTRIBUTION: list = [
     # Adaptive IG reports why it stopped: the tolerance met, the budget spent, or NaN.
     ("attribution.integrated_gradients", lambda: IG(
@@ -1140,6 +1199,67 @@ OUTCOMES_REGULARIZERS = [
     ("gan.qp_losses", lambda: jax.jit(lambda lam: gan.qp_losses(
         jnp.ones(4), T, X, X + 1, lam=lam)[0])(0.0), all_nan),
     ("gan.single_loss", lambda: two_player_grads(-1.0)["generator"], all_nan),
+]  # fmt: skip
+
+
+Status_ = importlib.import_module("gradjax").Status
+
+
+def float64_batch_on_a_float32_state():
+    """lax.scan over update: the carry must keep the state's dtypes."""
+    km = em.minibatch_kmeans(2, init=P2[:2])
+    with jax.enable_x64(True):
+        batches = jnp.asarray(np.tile(np.asarray(P2, np.float64), (3, 1, 1)))
+        return jax.lax.scan(lambda s, b: (km.update(s, b), None), MB_STATE, batches)[0]
+
+
+def cosine_with_a_row(row, traced):
+    x = jnp.concatenate([jnp.asarray(P2[1:]), jnp.full((1, 2), row, jnp.float32)])
+    fit = lambda x: em.kmeans(KEY, x, 2, init=x[:2], metric="cosine")  # noqa: E731
+    return jax.jit(fit)(x) if traced else fit(x)
+
+
+def status_is(name):
+    return lambda out: int(out.status) == getattr(Status_, name)
+
+
+OUTCOMES_EM: list = [
+    # issue 29, item 6: the state keeps float32 (it came back float64, and scan failed)
+    ("em.minibatch_kmeans", float64_batch_on_a_float32_state,
+     lambda s: s.centroids.dtype == s.counts.dtype == jnp.float32
+     and int(s.status) == Status_.SUCCESS),
+    # issue 29, item 12: a 1e-30 float32 row's norm underflowed (NaN centroids, only
+    # converged=False); scaled by its largest entry it keeps its direction (1, 1)/√2
+    ("em.kmeans", lambda: cosine_with_a_row(1e-30, traced=False),
+     lambda r: int(r.status) == Status_.SUCCESS and bool(jnp.all(jnp.isfinite(r.centroids)))
+     and int(r.labels[-1]) == int(r.labels[0])),
+    # ... and a zero row, which has no direction, traced: NONFINITE (concrete: ValueError)
+    ("em.kmeans", lambda: cosine_with_a_row(0.0, traced=True), status_is("NONFINITE")),
+    # a traced NaN point: the refused step keeps the finite start, NONFINITE
+    ("em.kmeans", lambda: jax.jit(lambda x: em.kmeans(KEY, x, 2, init=P2[:2]))(
+        P2.at[3, 0].set(jnp.nan)),
+     lambda r: int(r.status) == Status_.NONFINITE and bool(jnp.all(r.centroids == P2[:2]))),
+    ("em.soft_kmeans", lambda: jax.jit(lambda x: em.soft_kmeans(
+        KEY, x, 2, stiffness=1.0, init=P2[:2]))(P2.at[3, 0].set(jnp.nan)), status_is("NONFINITE")),
+    ("em.kmeans", lambda: em.kmeans(KEY, P2, 2, tol=0.0, num_steps=3), status_is("MAX_STEPS")),
+    ("em.plsa", lambda: jax.jit(lambda c: em.plsa(KEY, c, 2))(COUNTS.at[0, 0].set(jnp.nan)),
+     status_is("NONFINITE")),
+    # a warm start that gives an observed word probability zero: log-likelihood -inf
+    ("em.plsa", lambda: em.plsa(None, COUNTS, 2, init=(jnp.array([[1.0, 0, 0], [1.0, 0, 0]]),
+                                                       jnp.full((2, 2), 0.5))),
+     status_is("NONFINITE")),
+    # traced values that the concrete checks would reject: NaN in, NONFINITE out
+    ("em.kmeans", lambda: jax.jit(lambda w: em.kmeans(KEY, P2, 2, weights=w))(
+        jnp.array([1.0, -1.0, 1.0, 1.0])), status_is("NONFINITE")),
+    ("em.soft_kmeans", lambda: jax.jit(lambda m: em.soft_kmeans(KEY, P2, 2, stiffness=m))(
+        jnp.float32(-1.0)), status_is("NONFINITE")),
+    ("em.plsa", lambda: jax.jit(lambda c: em.plsa(KEY, c, 2))(-COUNTS), status_is("NONFINITE")),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS), status_is("SUCCESS")),
+    ("em.plsa_fold_in", lambda: em.plsa_fold_in(KEY, COUNTS, TOPICS, num_steps=0),
+     status_is("MAX_STEPS")),
+    ("em.minibatch_kmeans", lambda: jax.jit(em.minibatch_kmeans(2).update)(
+        MB_STATE, P2.at[0, 0].set(jnp.nan)),
+     lambda s: int(s.status) == Status_.NONFINITE and bool(jnp.all(s.centroids == P2[:2]))),
 ]  # fmt: skip
 OUTCOMES = OUTCOMES_NEWTON + OUTCOMES_EM + OUTCOMES_REGULARIZERS + OUTCOMES_ATTRIBUTION
 

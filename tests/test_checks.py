@@ -228,11 +228,17 @@ def test_the_bool_rule_is_one_rule():
     with pytest.raises(TypeError, match="mask must be a bool array, got float32"):
         as_mask("mask", jnp.ones(3), jnp.ones(3))
     points, key = np.eye(3, dtype=bool), jax.random.key(0)
-    with pytest.raises(TypeError, match="x must be a real numeric array, got dtype bool"):
+    with pytest.raises(
+        TypeError, match=r"x must be a real \(int or floating\) array, got dtype bool"
+    ):
         em.kmeans(key, points, 2)
-    with pytest.raises(TypeError, match="weights must be numeric, got dtype bool"):
+    with pytest.raises(
+        TypeError, match=r"weights must be a real \(int or floating\) array, got dtype bool"
+    ):
         em.kmeans(key, points.astype(float), 2, weights=np.ones(3, bool))
-    with pytest.raises(TypeError, match="counts must be numeric, got dtype bool"):
+    with pytest.raises(
+        TypeError, match=r"counts must be a real \(int or floating\) array, got dtype bool"
+    ):
         em.plsa(key, points, 2)
 
 

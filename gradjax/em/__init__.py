@@ -7,8 +7,9 @@ Scale, from one device to many hosts, with the same functions:
   ``kmeans``, ``plsa`` and ``minibatch_kmeans(...).update`` write their statistics
   as global reductions, which XLA turns into cross-device sums.
 - **More data than memory.** Stream host batches, e.g. slices of a ``np.memmap``,
-  through ``fit_minibatch_kmeans(key, batches, k)`` (a progress bar, one device
-  call per group of batches, the next group transferred while one computes), or
+  through ``fit_minibatch_kmeans(key, batches, k)`` (a progress bar if tqdm is
+  installed, one device call per group of batches, the next group transferred while
+  one computes), or
   drive ``minibatch_kmeans(k).update`` yourself.
 - **Many hosts.** JAX's multi-controller runtime: start the same script on every
   host, each loading only its own rows::
@@ -31,6 +32,7 @@ from ._kmeans import kmeans as kmeans
 from ._minibatch import MiniBatchKMeans as MiniBatchKMeans
 from ._minibatch import MiniBatchKMeansState as MiniBatchKMeansState
 from ._minibatch import minibatch_kmeans as minibatch_kmeans
+from ._plsa import PLSAFoldInResult as PLSAFoldInResult
 from ._plsa import PLSAResult as PLSAResult
 from ._plsa import plsa as plsa
 from ._plsa import plsa_fold_in as plsa_fold_in
@@ -43,6 +45,7 @@ __all__ = [
     "KMeansResult",
     "MiniBatchKMeans",
     "MiniBatchKMeansState",
+    "PLSAFoldInResult",
     "PLSAResult",
     "assign",
     "fit_minibatch_kmeans",

@@ -13,25 +13,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete, is_real_dtype
+from gradjax._checks import check_finite_tree, check_int, concrete_any, is_concrete, real_array
 
 INITS = ("k-means++", "random")
 METRICS = ("euclidean", "cosine")
 
 
-def _real_matrix(name: str, value: Any, what: str) -> Any:
-    """``value`` as a 2-D real (int or float) array, host or device, unconverted."""
-    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-        try:
-            value = np.asarray(value)
-        except (TypeError, ValueError) as error:  # ragged lists
-            raise TypeError(
-                f"{name} must be a 2-D array {what}, got {type(value).__name__}"
-            ) from error
+def _real_matrix(name: str, value: Any, what: str) -> jax.Array:
+    """``value`` as a 2-D real (int or float) JAX array: the shared rule of ``real_array``
+    (dense only; bool and complex are TypeErrors), then the rank."""
+    value = real_array(name, value)
     if value.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array {what}, got shape {value.shape}")
-    if not is_real_dtype(value.dtype):  # the shared rule: bool and complex are not numbers
-        raise TypeError(f"{name} must be a real numeric array, got dtype {value.dtype}")
     return value
 
 
@@ -43,8 +36,9 @@ def as_points(x: Any, name: str = "x") -> jax.Array:
         raise ValueError(
             f"{name} must be non-empty (at least one point and one feature), got shape {x.shape}"
         )
-    x = jnp.asarray(x) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.asarray(x, float)
-    check_finite_tree(name, x)  # on the device copy: host data are transferred once
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = jnp.asarray(x, float)
+    check_finite_tree(name, x)
     return x
 
 
@@ -56,9 +50,8 @@ def as_centroids(name: str, value: Any, d: int, dtype: Any, k: int | None = None
         raise ValueError(
             f"{name} must have shape ({'k >= 1' if k is None else k}, {d}), got {value.shape}"
         )
-    value = jnp.asarray(value, dtype)
     check_finite_tree(name, value)
-    return value
+    return jnp.asarray(value, dtype)
 
 
 def check_num_clusters(num_clusters: Any, n: int) -> int:
@@ -72,22 +65,33 @@ def check_block_size(block_size: Any) -> int | None:
     return None if block_size is None else check_int("block_size", block_size, 1)
 
 
-def as_weights(weights: Any, n: int, dtype) -> jax.Array:
-    """Sample weights as an (n,) array of ``dtype``; ``None`` is all ones."""
+def as_weights(weights: Any, n: int, dtype, num_clusters: int | None = None) -> jax.Array:
+    """Sample weights as an (n,) array of ``dtype``; ``None`` is all ones.
+
+    Concrete weights must be finite and >= 0, with at least ``num_clusters`` (if given,
+    else one) positive entries. Traced ones cannot be checked: a negative weight
+    becomes NaN, so the fit reports ``NONFINITE`` rather than a finite-looking answer.
+    """
     if weights is None:
         return jnp.ones(n, dtype)
     shape = np.shape(weights)
     if shape != (n,):
         raise ValueError(f"weights must have shape ({n},) (one per point), got {shape}")
-    if not hasattr(weights, "dtype"):
-        weights = np.asarray(weights)
-    if not is_real_dtype(weights.dtype):
-        raise TypeError(f"weights must be numeric, got dtype {weights.dtype}")
+    weights = real_array("weights", weights)  # bools are not weights: pass w.astype(float)
     if concrete_any(weights, lambda w: ~jnp.isfinite(w) | (w < 0)):
         raise ValueError("weights must be finite and >= 0, got a negative or non-finite one")
-    if is_concrete(weights) and not concrete_any(weights, lambda w: w > 0):
-        raise ValueError("weights must have at least one positive entry, got all zeros")
-    return jnp.asarray(weights, dtype)
+    if is_concrete(weights):
+        with jax.ensure_compile_time_eval():
+            positive = int(jnp.sum(weights > 0))
+        need = 1 if num_clusters is None else num_clusters
+        if positive < need:
+            raise ValueError(
+                f"weights must have at least {need} positive entries (one per cluster), got "
+                f"{positive}"
+            )
+        return jnp.asarray(weights, dtype)
+    weights = jnp.asarray(weights, dtype)
+    return jnp.where((weights < 0) | (jnp.sum(weights) <= 0), jnp.nan, weights)
 
 
 def check_init(init: Any, num_clusters: int, d: int, dtype) -> str | jax.Array:
@@ -110,7 +114,11 @@ def check_unit_normalisable(name: str, x: jax.Array) -> None:
 
 
 def unit_rows(x: jax.Array) -> jax.Array:
-    """Rows scaled to unit Euclidean norm (a zero row becomes NaN when traced)."""
+    """Rows scaled to unit Euclidean norm, each divided by its largest magnitude first, so
+    a row as small as 1e-30 in float32 (whose squared norm underflows to 0) keeps its
+    direction. A zero row becomes NaN (it has none): traced, the fit reports NONFINITE."""
+    scale = jnp.max(jnp.abs(x), axis=1, keepdims=True)
+    x = x / scale
     return x / jnp.linalg.norm(x, axis=1, keepdims=True)
 
 

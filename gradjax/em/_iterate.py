@@ -4,7 +4,9 @@ Each iteration is one sweep (labels and cluster sums, by whichever algorithm),
 the empty-cluster repair, and the M-step of the metric: the weighted mean for
 "euclidean", the normalised sum for "cosine" (Dhillon & Modha 2001). One
 ``scan_loop`` drives all restarts; a converged restart is frozen, and the loop
-stops stepping once all have converged.
+stops stepping once all have converged. A step that would make a restart's centroids
+or inertia NaN/Inf is not taken: that restart keeps its last finite centroids and is
+flagged (``finite`` false), and it is frozen like a converged one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 
 from gradjax._loop import scan_loop
 
-from ._sweep import Algorithm, Aux, Sweep
+from ._sweep import Algorithm, Aux, ClusterSums, Sweep
 
 
 class IterState(NamedTuple):
@@ -27,8 +29,23 @@ class IterState(NamedTuple):
     inertia: jax.Array  # (R,), of the centroids entering the last step
     shift: jax.Array  # (R,), Σ_j ‖c_j⁺ - c_j‖² of the last step
     same_labels: jax.Array  # (R,), the last sweep left every label unchanged
-    num_iters: jax.Array  # (R,) int32, steps taken before convergence
+    num_steps: jax.Array  # (R,) int32, steps taken before convergence
+    finite: jax.Array  # (R,) bool, false once a step was refused for a NaN/Inf result
     aux: Aux  # the algorithm's per-point state (R, ...)
+
+
+class IterateOutput(NamedTuple):
+    """What :func:`iterate` returns.
+
+    Attributes:
+      state: the final :class:`IterState`.
+      trace: (num_steps, R), the inertia of the centroids entering each step.
+      converged: (R,) bool, the stopping rule fired (and every step was finite).
+    """
+
+    state: IterState
+    trace: jax.Array
+    converged: jax.Array
 
 
 def sweep_restarts(algorithm: Algorithm, xb, wb, x_sq, centroids, labels, aux):
@@ -92,19 +109,21 @@ def relocate_empty(sums, counts, xb, wb, labels, centroids):
     counts = counts - jax.ops.segment_sum(moved_w, old, k)
     sums = jnp.where(empty[:, None], moved_x, sums)
     counts = jnp.where(empty, moved_w, counts)
-    return sums, counts
+    return ClusterSums(sums, counts)
 
 
-def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_iters, tol, active, metric):
+def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_steps, tol, active, metric):
     """Lloyd iterations from ``starts`` (R, k, d) on blocked data.
 
     Empty-cluster repair runs only when some restart has an empty cluster.
-    Returns the final state, the (num_iters, R) inertia trace and the per-restart
-    ``converged`` flags.
+    Returns an :class:`IterateOutput`.
     """
 
     def restart_converged(state):
         return active & (state.same_labels | (state.shift <= tol))
+
+    def frozen(state):
+        return restart_converged(state) | ~state.finite
 
     def step(state):
         sweep, aux = sweep_restarts(
@@ -113,25 +132,29 @@ def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_iters, tol, activ
         sums, counts = jax.lax.cond(
             jnp.any(sweep.counts <= 0),
             jax.vmap(relocate_empty, (0, 0, None, None, 0, 0)),
-            lambda s, c, *_: (s, c),
+            lambda s, c, *_: ClusterSums(s, c),
             *(sweep.sums, sweep.counts, xb, wb, sweep.labels, state.centroids),
         )
         new = centroids_from(sums, counts, state.centroids, metric)
+        inertia = inertia_of(sweep, metric)
+        ok = jnp.all(jnp.isfinite(new), axis=(1, 2)) & jnp.isfinite(inertia)
         stepped = IterState(
             centroids=new,
             labels=sweep.labels,
-            inertia=inertia_of(sweep, metric),
+            inertia=inertia,
             shift=jnp.sum((new - state.centroids) ** 2, axis=(1, 2)),
             same_labels=jnp.all(sweep.labels == state.labels, axis=(1, 2)),
-            num_iters=state.num_iters + 1,
+            num_steps=state.num_steps + 1,
+            finite=state.finite,
             aux=jax.vmap(algorithm.moved)(aux, sweep.labels, state.centroids, new),
         )
-        done = restart_converged(state)
-        return jax.tree.map(
-            lambda old, new: jnp.where(done.reshape((-1,) + (1,) * (new.ndim - 1)), old, new),
+        keep = frozen(state) | ~ok  # a refused step keeps the last finite state
+        out = jax.tree.map(
+            lambda old, new: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), old, new),
             state,
             stepped,
         )
+        return out._replace(finite=state.finite & (frozen(state) | ok))
 
     num_restarts = starts.shape[0]
     init = IterState(
@@ -140,14 +163,16 @@ def iterate(algorithm: Algorithm, xb, wb, x_sq, starts, *, num_iters, tol, activ
         inertia=jnp.full(num_restarts, jnp.inf, starts.dtype),
         shift=jnp.full(num_restarts, jnp.inf, starts.dtype),
         same_labels=jnp.zeros(num_restarts, bool),
-        num_iters=jnp.zeros(num_restarts, jnp.int32),
+        num_steps=jnp.zeros(num_restarts, jnp.int32),
+        finite=jnp.all(jnp.isfinite(starts), axis=(1, 2)),
         aux=jax.vmap(algorithm.start, (None, 0))(x_sq, starts),
     )
     out = scan_loop(
         step,
         init,
-        num_steps=num_iters,
-        converged=lambda s: jnp.all(restart_converged(s)),
+        num_steps=num_steps,
+        converged=lambda s: jnp.all(frozen(s)),
         record=lambda s: s.inertia,
     )
-    return out.state, out.trace, restart_converged(out.state)
+    converged = restart_converged(out.state) & out.state.finite
+    return IterateOutput(out.state, out.trace, converged)

@@ -38,6 +38,7 @@ from gradjax._checks import (
     check_scalar,
     is_concrete,
 )
+from gradjax._status import Status
 
 from ._blocks import block_size_for, blocked_points, from_blocks
 from ._hamerly import HAMERLY
@@ -54,6 +55,7 @@ from ._inputs import (
 )
 from ._iterate import exact_inertia, iterate, sweep_restarts
 from ._lloyd import LLOYD
+from ._outcome import status_code
 from ._seeding import initial_centroids
 from ._yinyang import YINYANG
 
@@ -89,21 +91,28 @@ class KMeansResult(NamedTuple):
       centroids: (num_clusters, d), the returned centroids, ``x``'s dtype.
       labels: (n,) int32, each point's nearest returned centroid.
       inertia: scalar, ``Σ_i w_i ‖x_i - c_{labels_i}‖²`` of the returned centroids.
-      inertia_trace: (num_iters,), the objective of the centroids entering each
+      inertia_trace: (num_steps,), the objective of the centroids entering each
         iteration (flat once converged). For ``kmeans`` it is the inertia; for
         ``soft_kmeans`` the smoothed objective ``-1/M Σ_i w_i log Σ_j e^{-M d_ij}``.
-      num_iters: int32, iterations actually taken (of the best restart).
-      converged: bool, whether the stopping rule fired within ``num_iters``; false
-        whenever the inertia is not finite or a traced ``x``, ``weights`` or
-        ``init`` holds NaN or Inf (concrete ones are rejected before the fit).
+      num_steps: int32, iterations actually taken (of the best restart).
+      converged: bool, ``status == Status.SUCCESS``.
+      status: int32 :class:`gradjax.Status` code. ``SUCCESS``: the stopping rule
+        fired within ``num_steps``. ``MAX_STEPS``: it did not (always so with
+        ``tol=0``). ``NONFINITE``: a traced ``x``, ``weights`` or ``init`` holds
+        NaN or Inf (concrete ones are rejected before the fit), a traced zero row
+        under ``metric="cosine"``, or a step that would have made the centroids or
+        the inertia NaN/Inf; that step is not taken, so the centroids are the last
+        finite ones (NaN only where the start itself was: k-means++ or "random"
+        seeds of non-finite data are all NaN).
     """
 
     centroids: jax.Array
     labels: jax.Array
     inertia: jax.Array
     inertia_trace: jax.Array
-    num_iters: jax.Array
+    num_steps: jax.Array
     converged: jax.Array
+    status: jax.Array
 
 
 def kmeans(
@@ -111,7 +120,7 @@ def kmeans(
     x: jax.Array,
     num_clusters: int,
     *,
-    num_iters: int = 100,
+    num_steps: int = 100,
     tol: float = 1e-4,
     init: str | jax.Array = "k-means++",
     n_init: int = 1,
@@ -127,7 +136,7 @@ def kmeans(
     mean of its points; a cluster left empty takes the point farthest from its
     centroid. Iteration stops when an E-step leaves every label unchanged or the
     centroids move by ``Σ_j ‖Δc_j‖² <= tol · mean_f Var(x_f)``; ``tol=0`` runs all
-    ``num_iters``. ``labels`` and ``inertia`` come from a final assignment to the
+    ``num_steps``. ``labels`` and ``inertia`` come from a final assignment to the
     returned centroids. The ``n_init`` restarts run in parallel (``vmap``) and the
     lowest inertia wins: they share one ``scan_loop``, each frozen once converged,
     and the loop stops stepping when all have converged.
@@ -143,14 +152,16 @@ def kmeans(
       key: a PRNG key (seeding; unused with an array ``init``).
       x: (n, d) points, float32 or float64 (integers become the default float).
       num_clusters: ``k``, ``1 <= k <= n``.
-      num_iters: the (static) maximum number of Lloyd iterations.
-      tol: relative tolerance on the centroid shift, ``>= 0``.
+      num_steps: the (static) maximum number of Lloyd iterations.
+      tol: relative tolerance on the centroid shift, ``>= 0`` (a traced negative
+        ``tol`` acts as 0).
       init: "k-means++" (greedy, weighted), "random" (``k`` distinct points drawn
         ``∝ w``), or a (k, d) array of initial centroids (then one run: restarts
         from the same start would be identical).
       n_init: the number of restarts, each seeded from its own key.
-      weights: optional (n,) non-negative sample weights; an integer weight counts
-        as that many copies of the point.
+      weights: optional (n,) non-negative sample weights, at least ``k`` positive;
+        an integer weight counts as that many copies of the point (traced, a
+        negative or an all-zero one gives ``NONFINITE``).
       block_size: rows per distance block; default about 2²⁰ / k.
       algorithm: every choice gives Lloyd's iterates. "auto" (the default) takes
         "hamerly" from about 10⁶ point-centroid pairs (``n·k``) on a single CPU
@@ -183,7 +194,10 @@ def kmeans(
         assigned to the centroid of largest cosine, and each centroid is the
         normalised sum of its points, so the centroids are unit vectors; the
         inertia is ``Σ_i w_i (1 - cos(x_i, c_{labels_i}))`` and the seeding is
-        k-means++ on that distance. A zero-norm point is an error.
+        k-means++ on that distance. A zero-norm point is an error when concrete
+        (traced, it gives ``NONFINITE``); each row is divided by its largest
+        magnitude before its norm, so a row as small as 1e-30 in float32 keeps
+        its direction.
 
     Returns:
       A :class:`KMeansResult`.
@@ -205,11 +219,11 @@ def kmeans(
     x = as_points(x)
     n, d = x.shape
     k = check_num_clusters(num_clusters, n)
-    num_iters = check_int("num_iters", num_iters, 0)
+    num_steps = check_int("num_steps", num_steps, 0)
     n_init = check_int("n_init", n_init, 1)
     tol = check_scalar("tol", tol, 0.0)
     block_size = check_block_size(block_size)
-    w = as_weights(weights, n, x.dtype)
+    w = as_weights(weights, n, x.dtype, k)
     init = check_init(init, k, d, x.dtype)
     check_choice("algorithm", algorithm, ALGORITHMS)
     if algorithm == "auto":
@@ -229,7 +243,7 @@ def kmeans(
         None if isinstance(init, str) else init,
         jnp.asarray(tol, x.dtype),
         num_clusters=k,
-        num_iters=num_iters,
+        num_steps=num_steps,
         n_init=n_init,
         init=init if isinstance(init, str) else None,
         block_size=block_size_for(n, k, block_size),
@@ -248,18 +262,20 @@ def prepare(x, init_centroids, metric):
     if metric == "cosine":
         init_centroids = None if init_centroids is None else unit_rows(init_centroids)
         return unit_rows(x), init_centroids, jnp.zeros(x.shape[1], x.dtype)
-    mean = jnp.mean(x, axis=0)
+    # the mean of the finite rows: a traced NaN point must not make every point NaN
+    finite = jnp.all(jnp.isfinite(x), axis=1, keepdims=True)
+    mean = jnp.sum(jnp.where(finite, x, 0), axis=0) / jnp.maximum(jnp.sum(finite), 1)
     init_centroids = None if init_centroids is None else init_centroids - mean
     return x - mean, init_centroids, mean
 
 
 @functools.partial(
     jax.jit,
-    static_argnames=("num_clusters", "num_iters", "n_init", "init", "block_size", "algorithm",
+    static_argnames=("num_clusters", "num_steps", "n_init", "init", "block_size", "algorithm",
                      "metric"),
 )  # fmt: skip
 def _kmeans(
-    key, x, w, init_centroids, tol, *, num_clusters, num_iters, n_init, init, block_size,
+    key, x, w, init_centroids, tol, *, num_clusters, num_steps, n_init, init, block_size,
     algorithm, metric,
 ):  # fmt: skip
     """:func:`kmeans` on validated inputs (jitted, so eager calls compile once)."""
@@ -272,7 +288,7 @@ def _kmeans(
         lambda key: initial_centroids(key, x, w, num_clusters, init or init_centroids)
     )(keys)
     state, trace, converged = iterate(
-        algorithm, xb, wb, x_sq, starts, num_iters=num_iters, tol=scaled_tolerance(x, tol),
+        algorithm, xb, wb, x_sq, starts, num_steps=num_steps, tol=scaled_tolerance(x, tol),
         active=tol > 0, metric=metric,
     )  # fmt: skip
     # the final assignment: the algorithm's state (Hamerly's bounds) carries over
@@ -280,13 +296,15 @@ def _kmeans(
     inertia = jax.vmap(exact_inertia, (None, None, 0, 0, None))(
         xb, wb, state.centroids, final.labels, metric
     )
-    best = jnp.argmin(inertia)  # the restart of lowest inertia
-    finite = all_finite(x, w, init_centroids) & jnp.isfinite(inertia[best])
+    finite = state.finite & jnp.isfinite(inertia) & all_finite(x, w, init_centroids)
+    best = jnp.argmin(jnp.where(finite, inertia, jnp.inf))  # the finite restart of lowest inertia
+    status = status_code(converged[best], finite[best])
     return KMeansResult(
         centroids=state.centroids[best] + shift,
         labels=from_blocks(final.labels[best], x.shape[0]),
         inertia=inertia[best],
         inertia_trace=trace[:, best],
-        num_iters=state.num_iters[best],
-        converged=converged[best] & finite,
+        num_steps=state.num_steps[best],
+        converged=status == int(Status.SUCCESS),
+        status=status,
     )

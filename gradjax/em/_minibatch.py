@@ -14,6 +14,11 @@ random point of the batch and its count reset to the smallest remaining one (as
 scikit-learn's ``MiniBatchKMeans``), checked after every ``10·k`` points and
 whenever a count is zero, never at the first update.
 
+There is no convergence test: the state's ``status`` is ``SUCCESS`` while every update
+was finite. An update that would make the centroids or counts NaN/Inf (a traced NaN
+point or weight) is refused: the state stays as it was, with ``status`` set to
+``NONFINITE`` for good, and later updates go on from the last finite centroids.
+
 References:
   D. Sculley, "Web-scale k-means clustering", WWW (2010).
 """
@@ -26,16 +31,20 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from gradjax._checks import check_int, check_key, check_scalar
+from gradjax._status import Status
 
 from ._assign import assign as assign_points
 from ._blocks import block_size_for, centroid_table, nearest, to_blocks
 from ._inputs import as_points, as_weights, check_init, check_num_clusters
 from ._lloyd import lloyd_sweep
 from ._seeding import initial_centroids
+from ._sweep import ClusterSums
 
 _ONE_BLOCK = 1 << 22  # entries of the largest single distance block of a batch
+REASSIGNMENT_RATIO = 0.01  # the default of minibatch_kmeans and fit_minibatch_kmeans (sklearn's)
 
 
 class MiniBatchKMeansState(NamedTuple):
@@ -47,6 +56,10 @@ class MiniBatchKMeansState(NamedTuple):
       key: the PRNG key of the reassignments (folded with ``num_updates``).
       num_updates: int32, the number of updates so far.
       since_reassign: int32, points seen since reassignment was last checked.
+      status: int32 :class:`gradjax.Status` code: ``SUCCESS`` while every update
+        was finite, ``NONFINITE`` (for good) once an update was refused because
+        it would have made the centroids or counts NaN/Inf. No convergence test
+        runs, so there is no ``MAX_STEPS``.
     """
 
     centroids: jax.Array
@@ -54,13 +67,15 @@ class MiniBatchKMeansState(NamedTuple):
     key: jax.Array
     num_updates: jax.Array
     since_reassign: jax.Array
+    status: jax.Array
 
 
 class MiniBatchKMeans(NamedTuple):
     """What :func:`minibatch_kmeans` returns: three pure functions.
 
     Attributes:
-      init: ``(key, x_first) -> state``, seeded on the first batch.
+      init: ``(key, x_first, weights=None) -> state``, seeded on the first batch
+        (with its sample weights, as scikit-learn).
       update: ``(state, batch, weights=None) -> state``, one Sculley step.
       assign: ``(state, x) -> (labels, squared_distances)``, as
         :func:`gradjax.em.assign`.
@@ -82,13 +97,20 @@ def check_options(num_clusters: Any, init: Any, reassignment_ratio: Any) -> tupl
 
 
 def _check_batch(state: MiniBatchKMeansState, batch: Any, weights: Any):
+    """The batch and weights in the state's dtype (the state's dtypes never change)."""
     if not isinstance(state, MiniBatchKMeansState):
         raise TypeError(f"state must be a MiniBatchKMeansState, got {type(state).__name__}")
+    dtype = state.centroids.dtype
+    if not jnp.issubdtype(dtype, jnp.floating) or state.counts.dtype != dtype:
+        raise TypeError(
+            "state.centroids and state.counts must be floating arrays of one dtype (as init "
+            f"makes them), got {dtype} and {state.counts.dtype}"
+        )
     x = as_points(batch, "batch")
     d = state.centroids.shape[-1]
     if x.shape[1] != d:
         raise ValueError(f"batch must have {d} features (as the centroids), got shape {x.shape}")
-    return jnp.asarray(x, state.centroids.dtype), as_weights(weights, x.shape[0], x.dtype)
+    return jnp.asarray(x, dtype), as_weights(weights, x.shape[0], dtype)
 
 
 def _reassign(state, centroids, counts, x, w, ratio):
@@ -124,9 +146,11 @@ def batch_statistics(x, w, centroids):
     if x.shape[0] * k > _ONE_BLOCK:
         block = block_size_for(x.shape[0], k)
         sweep = lloyd_sweep(to_blocks(x, block), to_blocks(w, block), centroids)
-        return sweep.sums, sweep.counts
+        return ClusterSums(sweep.sums, sweep.counts)
     labels, _ = nearest(x, centroid_table(centroids))
-    return jax.ops.segment_sum(x * w[:, None], labels, k), jax.ops.segment_sum(w, labels, k)
+    return ClusterSums(
+        jax.ops.segment_sum(x * w[:, None], labels, k), jax.ops.segment_sum(w, labels, k)
+    )
 
 
 def _step(state, x, w, ratio):
@@ -150,13 +174,17 @@ def _step(state, x, w, ratio):
         centroids,
         counts,
     )
-    return MiniBatchKMeansState(
+    stepped = MiniBatchKMeansState(
         centroids=centroids,
         counts=counts,
         key=state.key,
         num_updates=state.num_updates + 1,
         since_reassign=jnp.where(check, 0, since).astype(jnp.int32),
+        status=state.status,
     )
+    ok = jnp.all(jnp.isfinite(centroids)) & jnp.all(jnp.isfinite(counts))
+    refused = state._replace(status=jnp.array(int(Status.NONFINITE), jnp.int32))
+    return optax.tree.where(ok, stepped, refused)
 
 
 _update = jax.jit(_step)
@@ -169,7 +197,10 @@ def _update_stack(state, xs, ws, ratio):
 
 
 def minibatch_kmeans(
-    num_clusters: int, *, init: str | jax.Array = "k-means++", reassignment_ratio: float = 0.01
+    num_clusters: int,
+    *,
+    init: str | jax.Array = "k-means++",
+    reassignment_ratio: float = REASSIGNMENT_RATIO,
 ) -> MiniBatchKMeans:
     """Mini-batch K-Means with Sculley's per-centroid rate ``1 / count``.
 
@@ -190,11 +221,11 @@ def minibatch_kmeans(
     Args:
       num_clusters: ``k >= 1``.
       init: "k-means++", "random" (as in :func:`gradjax.em.kmeans`, applied to the
-        first batch) or a (k, d) array.
+        first batch and its ``weights``) or a (k, d) array.
       reassignment_ratio: in ``[0, 1]``; 0 disables reassignment.
 
     Returns:
-      A :class:`MiniBatchKMeans` of ``init(key, x_first)``,
+      A :class:`MiniBatchKMeans` of ``init(key, x_first, weights=None)``,
       ``update(state, batch, weights=None)`` and ``assign(state, x)``.
 
     Example:
@@ -213,19 +244,23 @@ def minibatch_kmeans(
     """
     k, ratio = check_options(num_clusters, init, reassignment_ratio)
 
-    def init_fn(key: jax.Array, x_first: jax.Array) -> MiniBatchKMeansState:
+    def init_fn(
+        key: jax.Array, x_first: jax.Array, weights: jax.Array | None = None
+    ) -> MiniBatchKMeansState:
         key = check_key("key", key)
         x = as_points(x_first, "x_first")
         check_num_clusters(k, x.shape[0])
+        w = as_weights(weights, x.shape[0], x.dtype, k)
         start = check_init(init, k, x.shape[1], x.dtype)
         seed_key, reassign_key = jax.random.split(key)
-        centroids = _seed(seed_key, x, start, k)
+        centroids = _seed(seed_key, x, w, start, k)
         return MiniBatchKMeansState(
             centroids=centroids,
             counts=jnp.zeros(k, x.dtype),
             key=reassign_key,
             num_updates=jnp.zeros([], jnp.int32),
             since_reassign=jnp.zeros([], jnp.int32),
+            status=jnp.array(int(Status.SUCCESS), jnp.int32),
         )
 
     def update_fn(state, batch, weights=None) -> MiniBatchKMeansState:
@@ -233,17 +268,25 @@ def minibatch_kmeans(
         return _update(state, x, w, jnp.asarray(ratio, x.dtype))
 
     def assign_fn(state, x):
+        if not isinstance(state, MiniBatchKMeansState):
+            raise TypeError(f"state must be a MiniBatchKMeansState, got {type(state).__name__}")
+        x = as_points(x)
+        d = state.centroids.shape[-1]
+        if x.shape[1] != d:
+            raise ValueError(f"x must have {d} features (as the centroids), got shape {x.shape}")
         return assign_points(x, state.centroids)
 
     return MiniBatchKMeans(init_fn, update_fn, assign_fn)
 
 
-def _seed(key, x, start, k):
+def _seed(key, x, w, start, k):
     if isinstance(start, str):
-        return _seed_jit(key, x, k, start)
+        return _seed_jit(key, x, w, k, start)
     return start
 
 
 @functools.partial(jax.jit, static_argnames=("k", "init"))
-def _seed_jit(key, x, k, init):
-    return initial_centroids(key, x, jnp.ones(x.shape[0], x.dtype), k, init)
+def _seed_jit(key, x, w, k, init):
+    """The seeding of :func:`gradjax.em.kmeans` (centred, weighted) on the first batch."""
+    mean = jnp.mean(x, axis=0)
+    return initial_centroids(key, x - mean, w, k, init) + mean

@@ -32,6 +32,14 @@ CHUNK = 4096  # slots per loop iteration
 MAX_SLOTS = 16  # slots per segment
 
 
+class EStepSums(NamedTuple):
+    """pLSA's E-step sums for the current ``(Θ, Φ)``, dense or sparse layout alike."""
+
+    log_likelihood: jax.Array  # Σ n log(ΘΦ)
+    doc_sums: jax.Array | None  # RΦᵀ (D, K), or None when not asked for
+    word_sums: jax.Array | None  # ΘᵀR (K, W), or None when not asked for
+
+
 class Grouping(NamedTuple):
     """The non-zeros grouped by key into segments of ``slots``, in loop chunks."""
 
@@ -105,7 +113,7 @@ def segment(counts: sparse.BCOO, *, by_word: bool = True) -> Segments:
 
 def e_step_sums(
     segments: Segments, theta: jax.Array, phi: jax.Array, *, doc_side: bool, word_side: bool
-) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+) -> EStepSums:
     """``(Σ n log m, RΦᵀ (D, K) or None, ΘᵀR (K, W) or None)`` over the non-zeros."""
     if word_side and segments.by_word is None:
         raise ValueError("segments: built with by_word=False, cannot sum the word side")
@@ -123,7 +131,7 @@ def e_step_sums(
         zero = values == 0
         safe = jnp.where(zero, 1, model)
         log_lik = log_lik + jnp.sum(jnp.where(zero, 0, values * jnp.log(safe)))
-        ratio = jnp.where(zero, 0, values / safe)
+        ratio = jnp.where(zero | (model == 0), 0, values / safe)  # as the dense _block_sums
         if doc_side:
             per_row = jnp.einsum("rs,rsk->rk", ratio, phi_rows)
             doc_sums = doc_sums.at[docs].add(per_row, indices_are_sorted=True)
@@ -138,7 +146,7 @@ def e_step_sums(
     )
     log_lik, doc_sums, ratios = jax.lax.fori_loop(0, by_doc.keys.shape[0], doc_pass, init)
     if not word_side:
-        return log_lik, doc_sums, None
+        return EStepSums(log_lik, doc_sums, None)
 
     by_word = segments.by_word
     word_ratios = jnp.concatenate([ratios.ravel(), jnp.zeros(1, dtype)])[segments.doc_slot]
@@ -150,7 +158,7 @@ def e_step_sums(
 
     word_sums = jnp.zeros((segments.num_words, num_topics), dtype)
     word_sums = jax.lax.fori_loop(0, by_word.keys.shape[0], word_pass, word_sums)
-    return log_lik, doc_sums, word_sums.T
+    return EStepSums(log_lik, doc_sums, word_sums.T)
 
 
 def doc_lengths(segments: Segments) -> jax.Array:

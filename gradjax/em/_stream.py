@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradjax._checks import check_int, check_key
+from gradjax._checks import check_bool, check_int, check_key
 
 from ._minibatch import (
+    REASSIGNMENT_RATIO,
     MiniBatchKMeansState,
     _update_stack,
     check_options,
@@ -30,19 +31,30 @@ from ._minibatch import (
 # batches of a few thousand rows, small enough that a stack stays a few MiB.
 _ROWS_PER_CALL = 1 << 17
 _MAX_STACK = 64
-_OPTIONS = ("init", "reassignment_ratio")
 
 
 def _host_batch(batch: Any, d: int | None) -> np.ndarray:
-    batch = np.asarray(batch)
+    if type(batch).__module__.startswith(("scipy.sparse", "jax.experimental.sparse")):
+        raise TypeError(
+            f"each batch must be a dense array (dense input is required), got the sparse "
+            f"{type(batch).__name__}: convert it with .toarray() (SciPy) or .todense() (BCOO)"
+        )
+    try:
+        batch = np.asarray(batch)
+    except ValueError as error:  # a ragged nested list
+        raise TypeError(
+            f"each batch must be a 2-D array (rows, d), got a ragged {type(batch).__name__}"
+        ) from error
     if batch.ndim != 2:
         raise ValueError(f"each batch must be a 2-D array (rows, d), got shape {batch.shape}")
     if not (np.issubdtype(batch.dtype, np.floating) or np.issubdtype(batch.dtype, np.integer)):
-        raise TypeError(f"each batch must be a real numeric array, got dtype {batch.dtype}")
+        raise TypeError(
+            f"each batch must be a real (int or floating) array, got dtype {batch.dtype}"
+        )
     if d is not None and batch.shape[1] != d:
         raise ValueError(f"each batch must have {d} features (as the first), got {batch.shape}")
-    if batch.shape[0] < 1:
-        raise ValueError("each batch must hold at least one row, got 0")
+    if batch.shape[0] < 1 or batch.shape[1] < 1:
+        raise ValueError(f"each batch must hold at least one row and one column, got {batch.shape}")
     return batch
 
 
@@ -64,36 +76,59 @@ def _stacks(batches: Iterator[Any]) -> Iterator[list[np.ndarray]]:
         yield group
 
 
+def _progress_bar(progress: bool | None, total: int | None):
+    """A tqdm bar, or None: ``progress=None`` shows one when tqdm is installed."""
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as error:
+        if progress is None:
+            return None
+        raise ImportError(
+            "fit_minibatch_kmeans(progress=True) needs tqdm: pip install 'gradjax[examples]' "
+            "(or tqdm), or pass progress=False"
+        ) from error
+    return tqdm(total=total, unit="batch")
+
+
 def fit_minibatch_kmeans(
     key: jax.Array,
     batches: Iterable[Any] | Callable[[], Iterable[Any]],
     num_clusters: int,
     *,
     num_passes: int = 1,
-    progress: bool = True,
-    **options: Any,
+    progress: bool | None = None,
+    init: str | jax.Array = "k-means++",
+    reassignment_ratio: float = REASSIGNMENT_RATIO,
 ) -> MiniBatchKMeansState:
     """Mini-batch K-Means over a stream of host batches (NumPy arrays, memmap slices).
 
-    Runs :func:`minibatch_kmeans` ``(num_clusters, **options)``: ``init`` on the
-    first batch, then one ``update`` per batch, in order, ``num_passes`` times.
-    The data never need to fit in memory: only a few batches are held at once.
-    Same-shape batches are grouped and updated by one jitted ``lax.scan`` per
-    group, and the next group is transferred while the device computes (the
-    result equals calling ``update`` on each batch in turn).
+    Runs :func:`minibatch_kmeans` ``(num_clusters, init=init,
+    reassignment_ratio=reassignment_ratio)``: ``init`` on the first batch, then one
+    ``update`` per batch, in order, ``num_passes`` times. The data never need to fit
+    in memory: only a few batches are held at once. Same-shape batches are grouped
+    and updated by one jitted ``lax.scan`` per group, and the next group is
+    transferred while the device computes (the result equals calling ``update`` on
+    each batch in turn).
 
     Args:
       key: a PRNG key (seeding and reassignment).
-      batches: an iterable of (rows, d) arrays, e.g. slices of a ``np.memmap``;
-        for ``num_passes > 1`` a re-iterable (a list) or a callable returning a
-        fresh iterator per pass.
+      batches: an iterable of (rows, d) dense arrays, e.g. slices of a
+        ``np.memmap``; for ``num_passes > 1`` a re-iterable (a list) or a callable
+        returning a fresh iterator per pass (a pass that yields no batch is a
+        ValueError: the same, exhausted iterator returned again).
       num_clusters: ``k``, at most the first batch's rows.
       num_passes: passes over ``batches``.
-      progress: show a tqdm progress bar (batches, and points per second).
-      **options: ``init`` and ``reassignment_ratio``, as in :func:`minibatch_kmeans`.
+      progress: a tqdm progress bar (batches, and points per second): ``None``
+        (the default) shows one if tqdm is installed, ``True`` requires it (an
+        ImportError naming the ``examples`` extra otherwise), ``False`` none.
+      init: "k-means++", "random" or a (k, d) array, as in :func:`minibatch_kmeans`.
+      reassignment_ratio: in ``[0, 1]``, as in :func:`minibatch_kmeans`.
 
     Returns:
-      The final :class:`MiniBatchKMeansState` (``centroids``, ``counts``, ...).
+      The final :class:`MiniBatchKMeansState` (``centroids``, ``counts``,
+      ``status``, ...).
 
     Example:
       >>> import jax, numpy as np
@@ -111,41 +146,42 @@ def fit_minibatch_kmeans(
       D. Sculley, "Web-scale k-means clustering", WWW (2010).
     """
     key = check_key("key", key)
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown option(s) {unknown}; fit_minibatch_kmeans takes {_OPTIONS}")
-    check_options(num_clusters, options.get("init", "k-means++"),
-                  options.get("reassignment_ratio", 0.01))  # fmt: skip
+    check_options(num_clusters, init, reassignment_ratio)
     num_passes = check_int("num_passes", num_passes, 1)
+    if progress is not None:
+        progress = check_bool("progress", progress)
     if not callable(batches):
-        if not isinstance(batches, Iterable):
-            raise TypeError(f"batches must be an iterable or a callable, got {type(batches)}")
+        if not isinstance(batches, Iterable) or isinstance(batches, str | bytes):
+            raise TypeError(
+                f"batches must be an iterable or a callable, got {type(batches).__name__}"
+            )
         if num_passes > 1 and iter(batches) is batches:
             raise ValueError(
                 "batches is a one-shot iterator, so num_passes must be 1; pass a callable "
                 "returning a fresh iterator per pass"
             )
-    km = minibatch_kmeans(num_clusters, **options)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = None if callable(batches) or not hasattr(batches, "__len__") else len(batches)
-        bar = tqdm(total=None if total is None else total * num_passes, unit="batch")
-
+    km = minibatch_kmeans(num_clusters, init=init, reassignment_ratio=reassignment_ratio)
+    total = None if callable(batches) or not hasattr(batches, "__len__") else len(batches)
+    bar = _progress_bar(progress, None if total is None else total * num_passes)
     try:
-        return _drive(key, km, batches, num_passes, bar, options)
+        return _drive(key, km, batches, num_passes, bar, reassignment_ratio)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _drive(key, km, batches, num_passes, bar, options) -> MiniBatchKMeansState:
+def _drive(key, km, batches, num_passes, bar, reassignment_ratio) -> MiniBatchKMeansState:
     """The loop of :func:`fit_minibatch_kmeans`: stacks in, two device calls in flight."""
     state, in_flight, ones = None, None, {}
-    for _ in range(num_passes):
-        for group in _stacks(iter(batches() if callable(batches) else batches)):
+    for pass_index in range(num_passes):
+        seen = 0
+        source = batches() if callable(batches) else batches
+        if not isinstance(source, Iterable) or isinstance(source, str | bytes):
+            raise TypeError(
+                f"batches() must return an iterable of batches, got {type(source).__name__}"
+            )
+        for group in _stacks(iter(source)):
+            seen += len(group)
             xs = np.stack(group)
             # a finite sum proves every entry finite (the full check only if it is not)
             if not np.isfinite(np.sum(xs)) and not np.all(np.isfinite(xs)):
@@ -153,7 +189,7 @@ def _drive(key, km, batches, num_passes, bar, options) -> MiniBatchKMeansState:
             if state is None:
                 state = km.init(key, xs[0])
                 dtype = state.centroids.dtype
-                ratio = jnp.asarray(options.get("reassignment_ratio", 0.01), dtype)
+                ratio = jnp.asarray(reassignment_ratio, dtype)
             # the transfer overlaps the previous stack's computation; ``xs`` is ours alone,
             # so a CPU device may use its memory in place (a copy took 2.3 ms per 16 MiB)
             xs = jax.device_put(xs.astype(dtype, copy=False), may_alias=True)
@@ -165,8 +201,14 @@ def _drive(key, km, batches, num_passes, bar, options) -> MiniBatchKMeansState:
                 if bar is not None:
                     bar.update(in_flight[1])
             in_flight = (state, len(group))
-    if state is None:
-        raise ValueError("batches must yield at least one batch, got none")
+        if seen == 0 and pass_index == 0:
+            raise ValueError("batches must yield at least one batch, got none")
+        if seen == 0:
+            raise ValueError(
+                f"batches yielded no batch on pass {pass_index + 1} of {num_passes}: it is "
+                "exhausted after the first pass, so the callable must return a fresh iterator "
+                "each time it is called (e.g. a generator expression built inside it)"
+            )
     jax.block_until_ready(state)
     if bar is not None:
         bar.update(in_flight[1])

@@ -39,6 +39,14 @@ class Sweep(NamedTuple):
 Aux = Any
 
 
+class ClusterSums(NamedTuple):
+    """The M-step's sufficient statistics: ``Σ_{a_i=j} w_i x_i`` (k, d) and ``Σ_{a_i=j} w_i``
+    (k,)."""
+
+    sums: jax.Array
+    counts: jax.Array
+
+
 class Algorithm(NamedTuple):
     """An E-step strategy that gives Lloyd's labels (see the module docstring).
 

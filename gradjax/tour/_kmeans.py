@@ -41,7 +41,7 @@ def _digits(report, sec) -> None:
          "wall time (warm, median of 3 interleaved runs; min–max)"],
         [
             ["gradjax `em.kmeans(n_init=10)`", float(ours.inertia), ari_ours,
-             int(ours.num_iters), f"{t_ours * 1e3:.0f} ms ({spread['ours']})"],
+             int(ours.num_steps), f"{t_ours * 1e3:.0f} ms ({spread['ours']})"],
             ["scikit-learn `KMeans(n_init=10)`", float(ref.inertia_), ari_ref, int(ref.n_iter_),
              f"{t_ref * 1e3:.0f} ms ({spread['ref']})"],
         ],
@@ -74,11 +74,11 @@ def _quantise(report, sec) -> None:
     sample = pixels[np.random.default_rng(0).choice(len(pixels), 20_000, replace=False)]
     rows, quantised = [], {}
     for k in (16,):
-        result, seconds = _timed(lambda k=k: em.kmeans(jax.random.key(0), sample, k, num_iters=50))
+        result, seconds = _timed(lambda k=k: em.kmeans(jax.random.key(0), sample, k, num_steps=50))
         labels, dist = em.assign(pixels, result.centroids)
         quantised[k] = np.asarray(result.centroids)[np.asarray(labels)].reshape(image.shape)
         psnr = -10 * np.log10(float(jnp.mean(dist)) / 3)
-        rows.append([k, int(result.num_iters), bool(result.converged), f"{psnr:.1f} dB",
+        rows.append([k, int(result.num_steps), bool(result.converged), f"{psnr:.1f} dB",
                      f"{seconds * 1e3:.0f} ms"])  # fmt: skip
     sec.table(
         ["colours k", "iterations", "converged", "PSNR (all pixels)", "fit time (warm)"], rows
@@ -113,7 +113,7 @@ def _excess(trace):
 def _soft_vs_hard(report, sec) -> None:
     x, _ = make_blobs(600, 4, 2, cluster_std=1.2, seed=3)
     init = x[np.random.default_rng(0).choice(len(x), 4, replace=False)]
-    hard = em.kmeans(jax.random.key(0), x, 4, init=init, num_iters=30, tol=0.0)
+    hard = em.kmeans(jax.random.key(0), x, 4, init=init, num_steps=30, tol=0.0)
     fig, (ax_points, ax_trace) = plt.subplots(1, 2, figsize=(11, 4))
     ax_points.scatter(x[:, 0], x[:, 1], s=3, c="lightgray")
     rows, styles = [], line_styles(5)
@@ -121,7 +121,7 @@ def _soft_vs_hard(report, sec) -> None:
         ((0.02, "v"), (0.2, "s"), (2.0, "o"), (1e4, "x")), styles, strict=False
     ):
         soft = em.soft_kmeans(
-            jax.random.key(0), x, 4, stiffness=stiffness, init=init, num_iters=30, tol=0.0
+            jax.random.key(0), x, 4, stiffness=stiffness, init=init, num_steps=30, tol=0.0
         )
         trace = np.asarray(soft.inertia_trace)
         gap = float(jnp.max(jnp.abs(soft.centroids - hard.centroids)))

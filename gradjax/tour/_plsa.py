@@ -45,14 +45,14 @@ def synthetic_part(sec, report):
     num_docs, vocab_size, num_topics = 400, 300, 6
     sample = jax.jit(plsa_corpus, static_argnums=(1, 2, 3))  # one compilation, not one per op
     corpus = sample(jax.random.key(0), num_docs, vocab_size, num_topics)
-    fit_fn = jax.jit(lambda key, c: em.plsa(key, c, num_topics, num_iters=300, tol=1e-7))
+    fit_fn = jax.jit(lambda key, c: em.plsa(key, c, num_topics, num_steps=300, tol=1e-7))
     timing = time_fn(lambda: fit_fn(jax.random.key(1), corpus.counts), repeats=1)
     fit = timing.result
     true = np.asarray(corpus.p_w_given_z)
     order, tv = match_topics(true, np.asarray(fit.p_w_given_z))
-    truth_ll = float(em.plsa_log_likelihood(corpus.counts, corpus.p_z_given_d, corpus.p_w_given_z))
+    truth_ll = float(em.plsa_log_likelihood(corpus.counts, corpus.p_w_given_z, corpus.p_z_given_d))
     tokens = float(jnp.sum(corpus.counts))
-    steps = int(fit.num_iters)
+    steps = int(fit.num_steps)
     trace = np.asarray(fit.log_likelihood_trace[:steps]) / tokens
     monotone = bool(np.all(np.diff(trace) >= -1e-6))
 
@@ -114,10 +114,10 @@ def sentiment_part(sec, report):
     counts, chars = character_counts(data.train_texts, vocab)
     labels = np.asarray(data.train_labels, np.float64)
     num_topics = 8
-    fit_fn = jax.jit(lambda key, c: em.plsa(key, c, num_topics, num_iters=60, tol=1e-5))
+    fit_fn = jax.jit(lambda key, c: em.plsa(key, c, num_topics, num_steps=60, tol=1e-5))
     timing = time_fn(lambda: fit_fn(jax.random.key(0), counts), repeats=1)
     fit = timing.result
-    steps = int(fit.num_iters)
+    steps = int(fit.num_steps)
 
     phi = np.asarray(fit.p_w_given_z, np.float64)
     theta = np.asarray(fit.p_z_given_d, np.float64)
@@ -132,11 +132,11 @@ def sentiment_part(sec, report):
     share = weight.sum(0) / weight.sum()
 
     test_counts, _ = character_counts(data.test_texts, vocab)
-    test_theta = jax.jit(lambda c, t: em.plsa_fold_in(jax.random.key(1), c, t))(
+    test_theta = jax.jit(lambda c, t: em.plsa_fold_in(jax.random.key(1), c, t).p_z_given_d)(
         test_counts, fit.p_w_given_z
     )
     test_tokens = float(jnp.sum(test_counts.data))
-    test_ll = float(em.plsa_log_likelihood(test_counts, test_theta, fit.p_w_given_z))
+    test_ll = float(em.plsa_log_likelihood(test_counts, fit.p_w_given_z, test_theta))
     unigram = float(
         jnp.sum(test_counts.data * jnp.log(jnp.asarray(p_w)[test_counts.indices[:, 1]]))
     )

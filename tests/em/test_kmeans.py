@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse
+from jax.experimental import sparse
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from gradjax import em
+from gradjax import Status, em
 from gradjax.datasets import load_digits, make_blobs
 from gradjax.em import _blocks, _hamerly, _kmeans, _yinyang
 
@@ -25,8 +27,8 @@ def digits64():
     return np.asarray(x, np.float64) + 1e-3 * np.random.default_rng(1).normal(size=x.shape)
 
 
-def sklearn_lloyd(x, init, num_iters, tol=0.0, weights=None):
-    model = KMeans(len(init), init=init, n_init=1, algorithm="lloyd", max_iter=num_iters, tol=tol)
+def sklearn_lloyd(x, init, num_steps, tol=0.0, weights=None):
+    model = KMeans(len(init), init=init, n_init=1, algorithm="lloyd", max_iter=num_steps, tol=tol)
     return model.fit(x, sample_weight=weights)
 
 
@@ -46,7 +48,7 @@ def test_equals_sklearn_lloyd_from_the_same_init(tol, weighted, algorithm):
     ref = sklearn_lloyd(x, init, 30, tol=tol, weights=weights if weighted else None)
     with jax.enable_x64(True):
         out = em.kmeans(
-            jax.random.key(0), x, 10, init=init, num_iters=30, tol=tol, weights=weights,
+            jax.random.key(0), x, 10, init=init, num_steps=30, tol=tol, weights=weights,
             algorithm=algorithm,
         )  # fmt: skip
         np.testing.assert_allclose(out.centroids, ref.cluster_centers_, rtol=0, atol=1e-10)
@@ -55,11 +57,11 @@ def test_equals_sklearn_lloyd_from_the_same_init(tol, weighted, algorithm):
         assert out.labels.dtype == jnp.int32
         assert out.inertia_trace.shape == (30,)
         if tol > 0:
-            assert int(out.num_iters) == ref.n_iter_
-            assert bool(out.converged)
+            assert int(out.num_steps) == ref.n_iter_
+            assert bool(out.converged) and int(out.status) == Status.SUCCESS
         else:  # tol=0 runs every iteration
-            assert int(out.num_iters) == 30
-            assert not bool(out.converged)
+            assert int(out.num_steps) == 30
+            assert not bool(out.converged) and int(out.status) == Status.MAX_STEPS
 
 
 def test_digits_with_restarts_within_one_percent_of_sklearn():
@@ -82,7 +84,7 @@ def test_empty_cluster_takes_the_farthest_point_as_sklearn(algorithm):
     ref = sklearn_lloyd(x, init, 20)
     with jax.enable_x64(True):
         out = em.kmeans(
-            jax.random.key(0), x, 5, init=init, num_iters=20, tol=0.0, algorithm=algorithm
+            jax.random.key(0), x, 5, init=init, num_steps=20, tol=0.0, algorithm=algorithm
         )
         np.testing.assert_allclose(out.centroids, ref.cluster_centers_, atol=1e-10)
         np.testing.assert_array_equal(out.labels, ref.labels_)
@@ -127,7 +129,7 @@ def test_hamerly_and_auto_give_lloyds_iterates_with_either_search(
     init = np.asarray(x[:70], np.float64)
     with jax.enable_x64(True):
         x64 = np.asarray(x, np.float64)
-        fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init=init, num_iters=15,
+        fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init=init, num_steps=15,
                                 tol=0.0, block_size=150)  # fmt: skip
         lloyd, hamerly = fit(algorithm="lloyd"), fit(algorithm="hamerly")
         monkeypatch.setattr(_kmeans, "_BOUNDS_FROM_PAIRS", 0)  # "auto" takes hamerly
@@ -213,7 +215,7 @@ def test_yinyang_gives_lloyds_iterates_with_weights_and_restarts():
     with jax.enable_x64(True):
         x64 = np.asarray(x, np.float64)
         fit = functools.partial(em.kmeans, jax.random.key(0), x64, 70, init="random", n_init=2,
-                                num_iters=15, tol=0.0, block_size=150, weights=weights)  # fmt: skip
+                                num_steps=15, tol=0.0, block_size=150, weights=weights)  # fmt: skip
         lloyd, yinyang = fit(algorithm="lloyd"), fit(algorithm="yinyang")
         np.testing.assert_allclose(yinyang.centroids, lloyd.centroids, rtol=0, atol=1e-10)
         np.testing.assert_array_equal(yinyang.labels, lloyd.labels)
@@ -288,7 +290,7 @@ def test_hamerly_restarts_and_vmap_equal_lloyd():
     for i in range(2):
         np.testing.assert_allclose(batched.centroids[i], lloyd.centroids + i, rtol=1e-5, atol=1e-4)
         np.testing.assert_array_equal(batched.labels[i], lloyd.labels)
-        assert int(batched.num_iters[i]) == int(lloyd.num_iters)
+        assert int(batched.num_steps[i]) == int(lloyd.num_steps)
     single = em.kmeans(jax.random.key(0), x, 1, algorithm="hamerly")  # one centroid: no gaps
     np.testing.assert_allclose(single.centroids[0], jnp.mean(x, 0), rtol=1e-5)
 
@@ -298,7 +300,7 @@ def test_hamerly_restarts_and_vmap_equal_lloyd():
 
 def test_inertia_never_increases_and_matches_a_final_assignment():
     x, _ = load_digits()
-    out = em.kmeans(jax.random.key(3), x, 12, init="random", num_iters=40, tol=0.0)
+    out = em.kmeans(jax.random.key(3), x, 12, init="random", num_steps=40, tol=0.0)
     trace = np.asarray(out.inertia_trace, np.float64)
     assert np.all(np.diff(trace) <= 1e-6 * trace[0])
     labels, dist = em.assign(x, out.centroids)
@@ -311,8 +313,8 @@ def test_data_far_from_the_origin_keep_their_float32_clustering():
     """Translation-equivariance in float32: ‖x‖² - 2x·c + ‖c‖² at ‖x‖ ~ 4e4 would lose
     the distances (rounding ~ 1e-7·‖x‖² ≈ 160 vs squared distances ~ 8) without centring."""
     x, _ = make_blobs(2000, 20, 4, cluster_std=1.0, seed=8)
-    near = em.kmeans(jax.random.key(0), x, 20, init=x[:20], num_iters=30, tol=0.0)
-    far = em.kmeans(jax.random.key(0), x + 2e4, 20, init=x[:20] + 2e4, num_iters=30, tol=0.0)
+    near = em.kmeans(jax.random.key(0), x, 20, init=x[:20], num_steps=30, tol=0.0)
+    far = em.kmeans(jax.random.key(0), x + 2e4, 20, init=x[:20] + 2e4, num_steps=30, tol=0.0)
     np.testing.assert_array_equal(far.labels, near.labels)
     np.testing.assert_allclose(far.centroids, near.centroids + 2e4, rtol=0, atol=1e-2)
     np.testing.assert_allclose(far.inertia, near.inertia, rtol=1e-3)
@@ -342,8 +344,8 @@ def test_integer_weights_equal_repeated_points():
 
 def test_blocks_and_padding_do_not_change_the_result():
     x, _ = make_blobs(1003, 5, 3, seed=4)  # 1003 rows: the blocks need padding
-    whole = em.kmeans(jax.random.key(0), x, 5, num_iters=10, tol=0.0, init=x[:5])
-    blocked = em.kmeans(jax.random.key(0), x, 5, num_iters=10, tol=0.0, init=x[:5], block_size=96)
+    whole = em.kmeans(jax.random.key(0), x, 5, num_steps=10, tol=0.0, init=x[:5])
+    blocked = em.kmeans(jax.random.key(0), x, 5, num_steps=10, tol=0.0, init=x[:5], block_size=96)
     np.testing.assert_allclose(whole.centroids, blocked.centroids, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(whole.labels, blocked.labels)
     labels, dist = em.assign(x, whole.centroids, block_size=100)
@@ -401,7 +403,7 @@ def test_assign_accepts_integer_centroids():
     np.testing.assert_array_equal(labels, [0, 1, 0])
     assert d2.dtype == jnp.float32
     np.testing.assert_allclose(d2, [0.04, 1.04, 0.01], rtol=1e-5)
-    # concrete JAX and NumPy ints as num_clusters/num_iters: tests/em/test_jit_contract.py
+    # concrete JAX and NumPy ints as num_clusters/num_steps: tests/em/test_jit_contract.py
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -422,7 +424,7 @@ def test_assign_accepts_integer_centroids():
         ({"init": "kmeans++"}, ValueError, "init"),
         ({"init": np.zeros((3, 2))}, ValueError, "init"),
         ({"n_init": 0}, ValueError, "n_init"),
-        ({"num_iters": -1}, ValueError, "num_iters"),
+        ({"num_steps": -1}, ValueError, "num_steps"),
         ({"tol": -1.0}, ValueError, "tol"),
         ({"algorithm": "elkan"}, ValueError, "algorithm"),
         ({"metric": "l1"}, ValueError, "metric"),
@@ -430,13 +432,16 @@ def test_assign_accepts_integer_centroids():
         ({"key": jax.random.split(KEY)}, ValueError, "key must be a single PRNG key"),
         ({"x": np.zeros((0, 2))}, ValueError, "x must be non-empty"),
         ({"x": np.zeros((10, 0))}, ValueError, "x must be non-empty"),
-        ({"x": [["a", "b"]] * 10}, TypeError, "x must be a real numeric array"),
+        ({"x": [["a", "b"]] * 10}, TypeError, "x must be a real"),
+        ({"x": np.ones((10, 2), bool)}, TypeError, "x must be a real .int or floating. array"),
+        ({"weights": np.ones(10, bool)}, TypeError, "weights must be a real"),
+        ({"init": np.ones((2, 2), bool)}, TypeError, "init must be a real"),
         ({"init": np.array([[np.nan, 0.0], [1.0, 1.0]])}, ValueError, "init must be finite"),
         ({"init": jnp.array([[0.0, 0.0], [jnp.inf, 1.0]])}, ValueError, "init must be finite"),
         ({"weights": np.array([np.nan] + [1.0] * 9)}, ValueError, "weights must be finite"),
         ({"num_clusters": jnp.int32(0)}, ValueError, "num_clusters must be >= 1"),
         ({"num_clusters": jnp.float32(2)}, TypeError, "num_clusters must be an int"),
-        ({"num_iters": 2.5}, TypeError, "num_iters must be an int"),
+        ({"num_steps": 2.5}, TypeError, "num_steps must be an int"),
         ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
         ({"tol": jnp.array(-1.0)}, ValueError, "tol must be finite and >= 0"),
         ({"tol": np.nan}, ValueError, "tol must be finite"),
@@ -449,6 +454,65 @@ def test_bad_input_names_the_argument(kwargs, error, name):
     args = {"key": KEY, "x": np.zeros((10, 2), np.float32), "num_clusters": 2} | kwargs
     with pytest.raises(error, match=name):
         em.kmeans(args.pop("key"), args.pop("x"), args.pop("num_clusters"), **args)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_one_key_gives_the_same_seeds_for_float32_and_float64_data(init):
+    """The draws are made in float32 whatever the data's dtype (num_steps=0 returns the
+    start), and kmeans_plusplus returns rows of x itself."""
+    x, _ = make_blobs(120, 6, 3, seed=9)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, 120)
+    with jax.enable_x64(True):
+        x32, x64 = np.asarray(x, np.float32), np.asarray(x, np.float64)
+        for key in jax.random.split(jax.random.key(4), 2):
+            fit = lambda x: em.kmeans(key, x, 6, init=init, num_steps=0, weights=weights)  # noqa: E731,B023
+            # the same rows (float32 rounding of the centring aside)
+            np.testing.assert_allclose(fit(x64).centroids, fit(x32).centroids, rtol=1e-6, atol=1e-5)
+        seeds32 = em.kmeans_plusplus(jax.random.key(1), x32, 6, weights=weights)
+        seeds64 = em.kmeans_plusplus(jax.random.key(1), x64, 6, weights=weights)
+        assert seeds64.dtype == jnp.float64
+        np.testing.assert_array_equal(seeds32, np.float32(seeds64))
+        assert all(np.any(np.all(x64 == row, 1)) for row in np.asarray(seeds64))
+
+
+SPARSE = {
+    "csr": lambda a: scipy.sparse.csr_matrix(np.asarray(a)),
+    "bcoo": lambda a: sparse.BCOO.fromdense(jnp.asarray(a)),
+}
+DENSE = np.eye(4, 2, dtype=np.float32)
+MB = em.minibatch_kmeans(2)
+
+
+@pytest.mark.parametrize("kind", SPARSE)
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("x", lambda s: em.kmeans(KEY, s, 2)),
+        ("x", lambda s: em.soft_kmeans(KEY, s, 2, stiffness=1.0)),
+        ("x", lambda s: em.kmeans_plusplus(KEY, s, 2)),
+        ("x", lambda s: em.assign(s, DENSE[:2])),
+        ("centroids", lambda s: em.assign(DENSE, s)),
+        ("init", lambda s: em.kmeans(KEY, DENSE, 4, init=s)),
+        ("x_first", lambda s: MB.init(KEY, s)),
+        ("batch", lambda s: MB.update(MB.init(KEY, DENSE), s)),
+        ("each batch", lambda s: em.fit_minibatch_kmeans(KEY, [s], 2, progress=False)),
+    ],
+)  # fmt: skip
+def test_a_sparse_matrix_is_a_type_error_asking_for_dense_input(kind, name, call):
+    with pytest.raises(TypeError, match=f"{name} must be a dense array .dense input is required"):
+        call(SPARSE[kind](DENSE))
+
+
+def test_a_step_to_nan_centroids_is_refused_and_flagged():
+    """A traced NaN point (label 0 by the E-step's rule) would make centroid 0 NaN: the
+    step is refused, the start comes back, the status is NONFINITE."""
+    x, _ = make_blobs(60, 3, 2, seed=2)
+    x, init = np.asarray(x, np.float32), np.asarray(x[:3], np.float32)
+    x[5] = np.nan
+    out = jax.jit(lambda x: em.kmeans(KEY, x, 3, init=init, algorithm="lloyd"))(x)
+    assert int(out.status) == Status.NONFINITE and not bool(out.converged)
+    np.testing.assert_array_equal(out.centroids, init)
+    assert int(out.num_steps) == 0
 
 
 def test_a_traced_num_clusters_is_a_type_error():
@@ -466,7 +530,7 @@ X4 = np.zeros((4, 2), np.float32)
          r"centroids must have shape \(k >= 1, 2\), got \(2, 3\)"),
         (lambda: em.assign(X4, np.zeros((0, 2))), ValueError, "centroids must have shape"),
         (lambda: em.assign(X4, np.zeros(2)), ValueError, "centroids must be a 2-D array"),
-        (lambda: em.assign(X4, [[0.0], [1.0, 2.0]]), TypeError, "centroids must be a 2-D array"),
+        (lambda: em.assign(X4, [[0.0], [1.0, 2.0]]), TypeError, "centroids must be a real array"),
         (lambda: em.assign(X4, np.zeros((2, 2), np.complex64)), TypeError,
          "centroids must be a real"),
         (lambda: em.assign(X4, np.array([[np.nan, 0], [1, 1]])), ValueError,

@@ -23,7 +23,7 @@ def test_iterates_are_dhillon_modhas_written_out_and_agree_with_euclidean_on_uni
     x = directions()
     init = x[:4] * np.array([[1.0], [2.0], [0.5], [3.0]])  # an array init is normalised
     with jax.enable_x64(True):
-        out = em.kmeans(jax.random.key(0), x, 4, init=init, num_iters=3, tol=0.0, metric="cosine")
+        out = em.kmeans(jax.random.key(0), x, 4, init=init, num_steps=3, tol=0.0, metric="cosine")
         c, steps = unit(init), []
         for _ in range(3):  # assign by the largest cosine, then the normalised sums
             labels = np.argmax(unit(x) @ c.T, axis=1)
@@ -37,7 +37,7 @@ def test_iterates_are_dhillon_modhas_written_out_and_agree_with_euclidean_on_uni
         np.testing.assert_allclose(out.inertia, np.sum(1 - cos), rtol=1e-10)
         # from unit centroids, the largest cosine is the nearest centroid to the unit row, so
         # one euclidean step on the unit rows has the first spherical centroids' directions
-        euclid = em.kmeans(jax.random.key(0), unit(x), 4, init=unit(init), num_iters=1, tol=0.0)
+        euclid = em.kmeans(jax.random.key(0), unit(x), 4, init=unit(init), num_steps=1, tol=0.0)
         np.testing.assert_allclose(unit(np.asarray(euclid.centroids)), steps[0], atol=1e-12)
 
 
@@ -49,7 +49,7 @@ def test_rescaling_the_points_changes_nothing_and_weights_count_as_copies():
     with jax.enable_x64(True):
         fit = lambda x, **kw: em.kmeans(jax.random.key(0), x, 3, init=x[:3], metric="cosine", **kw)  # noqa: E731
         base, scaled = fit(x), fit(x * scales)
-        assert int(base.num_iters) > 1
+        assert int(base.num_steps) > 1
         np.testing.assert_array_equal(scaled.labels, base.labels)
         np.testing.assert_allclose(scaled.centroids, base.centroids, atol=1e-12)
         np.testing.assert_allclose(scaled.inertia, base.inertia, rtol=1e-10)

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_array_equal(many.labels, one.labels)
     np.testing.assert_allclose(many.inertia, one.inertia, rtol=1e-5)
     np.testing.assert_allclose(many.inertia_trace, one.inertia_trace, rtol=1e-5)
-    assert int(many.num_iters) == int(one.num_iters)
+    assert int(many.num_steps) == int(one.num_steps)
     # the per-cluster sums are reduced across devices, not computed on one
     assert "all-reduce" in compiled.as_text()
 
@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(np.linalg.norm(many.centroids, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(many.labels, one.labels)
     np.testing.assert_allclose(many.inertia_trace, one.inertia_trace, rtol=1e-5)
-    assert int(many.num_iters) == int(one.num_iters)
+    assert int(many.num_steps) == int(one.num_steps)
 
     # mini-batch K-Means: two updates (the second may reassign) on sharded batches
     km = em.minibatch_kmeans(6, init=x[:6], reassignment_ratio=0.5)

@@ -1,12 +1,14 @@
 """Mini-batch K-Means: the Lloyd oracle, weights, reassignment, the streaming driver, bad input."""
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from gradjax import em
+from gradjax import Status, em
 from gradjax.datasets import make_blobs
 from gradjax.em import _minibatch, _stream
 
@@ -134,7 +136,7 @@ def test_driver_equals_update_per_batch_and_reaches_kmeans_inertia(monkeypatch):
         (lambda: em.minibatch_kmeans(2).init(jax.random.key(0), np.full((4, 2), np.nan)),
          ValueError, "finite"),
         (lambda: em.fit_minibatch_kmeans(jax.random.key(0), [np.zeros((4, 2))], 2, tol=1.0),
-         TypeError, "tol"),
+         TypeError, "unexpected keyword argument 'tol'"),
         (lambda: em.fit_minibatch_kmeans(jax.random.key(0), [np.zeros((4, 2))], 2, num_passes=0),
          ValueError, "num_passes"),
         (lambda: em.fit_minibatch_kmeans(jax.random.key(0), iter([np.zeros((4, 2))]), 2,
@@ -184,7 +186,7 @@ def test_bad_batches_of_update():
         km.update(state, np.zeros((4, 3)), weights=np.ones(3))
     with pytest.raises(TypeError, match="state"):
         km.update(tuple(state), np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"centroids must have shape \(k >= 1, 2\)"):
+    with pytest.raises(ValueError, match="x must have 3 features"):
         km.assign(state, np.zeros((4, 2)))  # x of 2 features against centroids of 3
     with pytest.raises(ValueError, match="x must be finite"):
         km.assign(state, np.full((4, 3), np.inf))
@@ -192,3 +194,53 @@ def test_bad_batches_of_update():
         km.update(state, np.zeros((0, 3)))
     with pytest.raises(ValueError, match="weights must be finite"):
         km.update(state, np.zeros((4, 3)), weights=np.array([1, np.nan, 1, 1]))
+
+
+def test_seeding_uses_the_first_batch_weights():
+    """k-means++ on the first batch with its weights (as scikit-learn): the seeds are the
+    weighted seeding of em.kmeans_plusplus, so zero-weight rows are never picked."""
+    x = blobs(200, 4, seed=4)
+    weights = np.where(np.arange(200) % 2 == 0, 0.0, 1.0)
+    state = em.minibatch_kmeans(4).init(jax.random.key(0), x, weights=weights)
+    seed_key = jax.random.split(jax.random.key(0))[0]
+    ref = em.kmeans_plusplus(seed_key, x, 4, weights=weights)
+    np.testing.assert_allclose(state.centroids, ref, rtol=1e-6, atol=1e-6)
+    rows = [int(np.argmin(np.abs(x - c).sum(1))) for c in np.asarray(state.centroids)]
+    assert all(r % 2 == 1 for r in rows), rows
+
+
+def test_the_state_keeps_its_dtype_and_status():
+    """A float64 batch on a float32 state gives a float32 state (lax.scan over update
+    needs a carry of fixed type); status is SUCCESS while every update is finite."""
+    x = blobs(120, 3, seed=6)
+    km = em.minibatch_kmeans(3)
+    state = km.init(jax.random.key(0), x)
+    with jax.enable_x64(True):
+        batches = jnp.asarray(np.asarray(x, np.float64).reshape(4, 30, 2))
+        out, _ = jax.lax.scan(lambda s, b: (km.update(s, b), None), state, batches)
+    assert out.centroids.dtype == out.counts.dtype == jnp.float32
+    assert int(out.status) == Status.SUCCESS and int(out.num_updates) == 4
+    int_state = state._replace(centroids=state.centroids.astype(jnp.int32))
+    with pytest.raises(TypeError, match=r"state\.centroids and state\.counts must be floating"):
+        km.update(int_state, x)
+
+
+def test_progress_needs_tqdm_only_when_asked_for(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # tqdm not installed
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    x = blobs(40, 2, seed=7)
+    quiet = em.fit_minibatch_kmeans(jax.random.key(0), [x], 2)  # default: no bar, no error
+    assert int(quiet.num_updates) == 1
+    with pytest.raises(ImportError, match=r"gradjax\[examples\]"):
+        em.fit_minibatch_kmeans(jax.random.key(0), [x], 2, progress=True)
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        em.fit_minibatch_kmeans(jax.random.key(0), [x], 2, progress="yes")
+
+
+def test_an_exhausted_iterator_on_a_later_pass_is_an_error():
+    x = blobs(40, 2, seed=7)
+    one_generator = (x[i : i + 20] for i in (0, 20))
+    with pytest.raises(ValueError, match=r"pass 2 of 2.*fresh iterator"):
+        em.fit_minibatch_kmeans(
+            jax.random.key(0), lambda: one_generator, 2, num_passes=2, progress=False
+        )

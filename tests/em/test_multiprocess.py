@@ -37,9 +37,9 @@ COMMON = textwrap.dedent(
     def run(x, counts, batches, gather):
         '''The three fits under jit; ``gather`` brings a (sharded) result to the host.'''
         start = np.random.default_rng(1).normal(0, 5, (4, 3)).astype(np.float32)
-        km = jax.jit(lambda x: em.kmeans(jax.random.key(0), x, 4, init=start, num_iters=10))
+        km = jax.jit(lambda x: em.kmeans(jax.random.key(0), x, 4, init=start, num_steps=10))
         fit = km(x)
-        topics = jax.jit(lambda c: em.plsa(jax.random.key(1), c, 3, num_iters=20, tol=0.0))
+        topics = jax.jit(lambda c: em.plsa(jax.random.key(1), c, 3, num_steps=20, tol=0.0))
         lsa = topics(counts)
         mb = em.minibatch_kmeans(4, init=np.asarray(gather(fit.centroids)) + 0.5)
         update = jax.jit(mb.update)

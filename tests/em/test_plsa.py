@@ -8,7 +8,7 @@ import pytest
 import scipy.optimize
 from jax.experimental import sparse
 
-from gradjax import em
+from gradjax import Status, em
 from gradjax.datasets import plsa_corpus
 
 
@@ -45,15 +45,16 @@ def random_factors(seed, num_docs, vocab_size, num_topics, dtype=jnp.float64):
 def test_monotone_simplex_and_reported_likelihood():
     with jax.enable_x64(True):
         counts = small_counts()
-        fit = em.plsa(jax.random.key(1), counts, 3, num_iters=60, tol=0.0)
+        fit = em.plsa(jax.random.key(1), counts, 3, num_steps=60, tol=0.0)
         trace = np.asarray(fit.log_likelihood_trace)
-        assert trace.shape == (60,) and int(fit.num_iters) == 60
+        assert trace.shape == (60,) and int(fit.num_steps) == 60
+        assert int(fit.status) == Status.MAX_STEPS and not bool(fit.converged)  # tol=0
         assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
         assert trace[-1] - trace[0] > 1.0  # EM actually moved
         for p in (fit.p_w_given_z, fit.p_z_given_d):
             assert bool(jnp.all(p >= 0))
             np.testing.assert_allclose(jnp.sum(p, axis=1), 1.0, atol=1e-12)
-        direct = em.plsa_log_likelihood(counts, fit.p_z_given_d, fit.p_w_given_z)
+        direct = em.plsa_log_likelihood(counts, fit.p_w_given_z, fit.p_z_given_d)
         np.testing.assert_allclose(fit.log_likelihood, direct, rtol=1e-12)
         np.testing.assert_allclose(trace[-1], direct, rtol=1e-12)
 
@@ -63,12 +64,12 @@ def test_each_step_is_the_closed_form_m_step_of_the_surrogate():
         counts = small_counts(seed=2)
         theta, phi = random_factors(3, 30, 40, 3)
         for _ in range(3):
-            fit = em.plsa(None, counts, 3, num_iters=1, tol=0.0, init=(phi, theta))
+            fit = em.plsa(None, counts, 3, num_steps=1, tol=0.0, init=(phi, theta))
             theta_ref, phi_ref = naive_em_step(counts, theta, phi)
             np.testing.assert_allclose(fit.p_z_given_d, theta_ref, rtol=1e-10, atol=1e-14)
             np.testing.assert_allclose(fit.p_w_given_z, phi_ref, rtol=1e-10, atol=1e-14)
             # the trace's one entry is the likelihood after the step
-            after = em.plsa_log_likelihood(counts, theta_ref, phi_ref)
+            after = em.plsa_log_likelihood(counts, phi_ref, theta_ref)
             np.testing.assert_allclose(fit.log_likelihood_trace[0], after, rtol=1e-12)
             theta, phi = theta_ref, phi_ref
 
@@ -104,7 +105,7 @@ def test_surrogate_gradient_matches_true_gradient_at_current_point():
 def test_sparse_equals_dense(dtype):
     with jax.enable_x64(True):
         counts = small_counts(seed=6, dtype=dtype)
-        dense = em.plsa(jax.random.key(7), counts, 3, num_iters=40, tol=0.0)
+        dense = em.plsa(jax.random.key(7), counts, 3, num_steps=40, tol=0.0)
         # unsorted, with duplicate entries that sum to the dense counts
         coo = sparse.BCOO.fromdense(counts)
         half = coo.data / 2
@@ -112,7 +113,7 @@ def test_sparse_equals_dense(dtype):
         data = jnp.concatenate([half, half])[perm]
         indices = jnp.concatenate([coo.indices, coo.indices])[perm]
         sp = sparse.BCOO((data, indices), shape=counts.shape)
-        fit = em.plsa(jax.random.key(7), sp, 3, num_iters=40, tol=0.0)
+        fit = em.plsa(jax.random.key(7), sp, 3, num_steps=40, tol=0.0)
         rtol = 1e-10 if dtype == jnp.float64 else 2e-4
         np.testing.assert_allclose(fit.p_w_given_z, dense.p_w_given_z, rtol=rtol, atol=1e-7)
         np.testing.assert_allclose(fit.p_z_given_d, dense.p_z_given_d, rtol=rtol, atol=1e-7)
@@ -125,12 +126,12 @@ def test_sparse_equals_dense_over_many_chunks():
         counts = small_counts(seed=36, num_docs=200, vocab_size=300, num_topics=4)
         coo = sparse.BCOO.fromdense(counts)
         assert coo.nse > 2 * 4096  # several chunks of the sparse path, the last one padded
-        dense = em.plsa(jax.random.key(37), counts, 4, num_iters=10, tol=0.0)
-        fit = em.plsa(jax.random.key(37), coo, 4, num_iters=10, tol=0.0)
+        dense = em.plsa(jax.random.key(37), counts, 4, num_steps=10, tol=0.0)
+        fit = em.plsa(jax.random.key(37), coo, 4, num_steps=10, tol=0.0)
         np.testing.assert_allclose(fit.p_w_given_z, dense.p_w_given_z, rtol=1e-10, atol=1e-15)
         np.testing.assert_allclose(fit.p_z_given_d, dense.p_z_given_d, rtol=1e-10, atol=1e-15)
         np.testing.assert_allclose(fit.log_likelihood, dense.log_likelihood, rtol=1e-12)
-        ll = em.plsa_log_likelihood(coo, dense.p_z_given_d, dense.p_w_given_z)
+        ll = em.plsa_log_likelihood(coo, dense.p_w_given_z, dense.p_z_given_d)
         np.testing.assert_allclose(ll, dense.log_likelihood, rtol=1e-12)
 
 
@@ -139,12 +140,12 @@ def test_dense_row_blocks_and_padding_do_not_change_the_result(monkeypatch):
 
     with jax.enable_x64(True):
         counts = small_counts(seed=38, num_docs=203, vocab_size=50, num_topics=4)
-        whole = em.plsa(jax.random.key(39), counts, 4, num_iters=10, tol=0.0)
+        whole = em.plsa(jax.random.key(39), counts, 4, num_steps=10, tol=0.0)
         # 8-row blocks: 26 blocks, the last padded with 5 empty documents
         monkeypatch.setattr(_plsa, "_DENSE_BLOCK_ENTRIES", 8 * 50)
         assert _plsa._layout(counts, by_word=True).blocks.shape == (26, 8, 50)
         jax.clear_caches()  # the jitted EM loop would otherwise reuse the one-block program
-        blocked = em.plsa(jax.random.key(39), counts, 4, num_iters=10, tol=0.0)
+        blocked = em.plsa(jax.random.key(39), counts, 4, num_steps=10, tol=0.0)
         np.testing.assert_allclose(blocked.p_w_given_z, whole.p_w_given_z, rtol=1e-10, atol=1e-15)
         np.testing.assert_allclose(blocked.p_z_given_d, whole.p_z_given_d, rtol=1e-10, atol=1e-15)
         np.testing.assert_allclose(blocked.log_likelihood_trace, whole.log_likelihood_trace)
@@ -190,7 +191,7 @@ def test_sparse_path_never_builds_a_dense_array():
         (jnp.ones(nnz, jnp.float32), jnp.asarray(indices, jnp.int32)),
         shape=(num_docs, vocab_size),
     )
-    fn = jax.jit(lambda c: em.plsa(jax.random.key(0), c, num_topics, num_iters=3))
+    fn = jax.jit(lambda c: em.plsa(jax.random.key(0), c, num_topics, num_steps=3))
     temp = fn.lower(sp).compile().memory_analysis().temp_size_in_bytes
     # a dense D×W float32 array would be 48 MB; the chunked sums need O(nnz + chunk·K + (D + W)·K)
     assert temp < 4 * (num_docs * vocab_size) // 20, temp
@@ -199,13 +200,13 @@ def test_sparse_path_never_builds_a_dense_array():
 def test_planted_topics_are_recovered():
     sample = jax.jit(plsa_corpus, static_argnums=(1, 2, 3), static_argnames="doc_length")
     corpus = sample(jax.random.key(10), 300, 200, 5, doc_length=300)  # one compilation
-    fit = em.plsa(jax.random.key(11), corpus.counts, 5, num_iters=300, tol=1e-7)
+    fit = em.plsa(jax.random.key(11), corpus.counts, 5, num_steps=300, tol=1e-7)
     true, found = np.asarray(corpus.p_w_given_z), np.asarray(fit.p_w_given_z)
     tv = 0.5 * np.abs(true[:, None, :] - found[None, :, :]).sum(-1)  # (K, K)
     rows, cols = scipy.optimize.linear_sum_assignment(tv)
     assert np.mean(tv[rows, cols]) < 0.1, tv[rows, cols]
     # the fit explains the data at least as well as the generating parameters
-    truth = em.plsa_log_likelihood(corpus.counts, corpus.p_z_given_d, corpus.p_w_given_z)
+    truth = em.plsa_log_likelihood(corpus.counts, corpus.p_w_given_z, corpus.p_z_given_d)
     assert float(fit.log_likelihood) >= float(truth)
 
 
@@ -213,8 +214,8 @@ def test_fold_in_reaches_the_unique_optimum():
     with jax.enable_x64(True):
         _, phi = random_factors(12, 1, 25, 3)
         counts = small_counts(seed=13, num_docs=6, vocab_size=25)
-        theta = em.plsa_fold_in(jax.random.key(14), counts, phi, num_iters=3000)
-        other = em.plsa_fold_in(jax.random.key(15), counts, phi, num_iters=3000)
+        theta = em.plsa_fold_in(jax.random.key(14), counts, phi, num_steps=3000, tol=0).p_z_given_d
+        other = em.plsa_fold_in(jax.random.key(15), counts, phi, num_steps=3000, tol=0).p_z_given_d
         np.testing.assert_allclose(theta, other, atol=1e-6)
         np.testing.assert_allclose(jnp.sum(theta, axis=1), 1.0, atol=1e-12)
         for d in range(counts.shape[0]):
@@ -240,22 +241,40 @@ def test_fold_in_reaches_the_unique_optimum():
             assert np.all(grad[~support] <= n.sum() * (1 + 1e-5))
 
 
+def test_fold_in_leaves_out_words_no_topic_emits():
+    """A word with p(w|z) = 0 for every topic carries no information on the mixture: the
+    mixtures are those of the documents without it (no 0/0 NaN), the log-likelihood is
+    -inf, and the status says so (NONFINITE)."""
+    with jax.enable_x64(True):
+        _, phi = random_factors(16, 1, 40, 3)
+        phi = phi.at[:, 7].set(0.0)
+        counts = small_counts(seed=17).at[:, 7].set(3.0)
+        fold = lambda c: em.plsa_fold_in(jax.random.key(18), c, phi, num_steps=40, tol=0)  # noqa: E731
+        with_word, without = fold(counts), fold(counts.at[:, 7].set(0.0))
+        np.testing.assert_allclose(with_word.p_z_given_d, without.p_z_given_d, rtol=1e-10)
+        assert float(with_word.log_likelihood) == -np.inf
+        assert int(with_word.status) == Status.NONFINITE
+        assert int(without.status) == Status.MAX_STEPS and np.isfinite(without.log_likelihood)
+
+
 def test_fold_in_sparse_equals_dense():
     with jax.enable_x64(True):
         _, phi = random_factors(16, 1, 40, 3)
         counts = small_counts(seed=17)
-        dense = em.plsa_fold_in(jax.random.key(18), counts, phi, num_iters=30)
-        sp = em.plsa_fold_in(jax.random.key(18), sparse.BCOO.fromdense(counts), phi, num_iters=30)
-        np.testing.assert_allclose(sp, dense, rtol=1e-10)
+        dense = em.plsa_fold_in(jax.random.key(18), counts, phi, num_steps=30, tol=0)
+        sp = em.plsa_fold_in(jax.random.key(18), sparse.BCOO.fromdense(counts), phi, num_steps=30,
+                             tol=0)  # fmt: skip
+        np.testing.assert_allclose(sp.p_z_given_d, dense.p_z_given_d, rtol=1e-10)
+        np.testing.assert_allclose(sp.log_likelihood_trace, dense.log_likelihood_trace, rtol=1e-12)
 
 
 def test_warm_start_continues_the_run():
     with jax.enable_x64(True):
         counts = small_counts(seed=19)
-        full = em.plsa(jax.random.key(20), counts, 3, num_iters=50, tol=0.0)
-        half = em.plsa(jax.random.key(20), counts, 3, num_iters=25, tol=0.0)
+        full = em.plsa(jax.random.key(20), counts, 3, num_steps=50, tol=0.0)
+        half = em.plsa(jax.random.key(20), counts, 3, num_steps=25, tol=0.0)
         rest = em.plsa(
-            None, counts, 3, num_iters=25, tol=0.0, init=(half.p_w_given_z, half.p_z_given_d)
+            None, counts, 3, num_steps=25, tol=0.0, init=(half.p_w_given_z, half.p_z_given_d)
         )
         np.testing.assert_allclose(rest.p_w_given_z, full.p_w_given_z, rtol=1e-10)
         np.testing.assert_allclose(
@@ -268,9 +287,10 @@ def test_warm_start_continues_the_run():
 def test_convergence_freezes_and_reports():
     with jax.enable_x64(True):
         counts = small_counts(seed=21)
-        fit = em.plsa(jax.random.key(22), counts, 3, num_iters=2000, tol=1e-8)
-        steps = int(fit.num_iters)
+        fit = em.plsa(jax.random.key(22), counts, 3, num_steps=2000, tol=1e-8)
+        steps = int(fit.num_steps)
         assert bool(fit.converged) and 1 < steps < 2000
+        assert int(fit.status) == Status.SUCCESS
         trace = np.asarray(fit.log_likelihood_trace)
         np.testing.assert_array_equal(trace[steps - 1 :], float(fit.log_likelihood))
         gain = trace[steps - 2] - trace[steps - 3]
@@ -281,14 +301,14 @@ def test_empty_documents_get_uniform_mixture_and_do_not_change_topics():
     with jax.enable_x64(True):
         counts = small_counts(seed=23)
         padded = jnp.concatenate([counts[:10], jnp.zeros((2, 40)), counts[10:]])
-        fit = em.plsa(jax.random.key(24), counts, 3, num_iters=20, tol=0.0)
-        fit_padded = em.plsa(jax.random.key(24), padded, 3, num_iters=20, tol=0.0)
+        fit = em.plsa(jax.random.key(24), counts, 3, num_steps=20, tol=0.0)
+        fit_padded = em.plsa(jax.random.key(24), padded, 3, num_steps=20, tol=0.0)
         np.testing.assert_allclose(fit_padded.p_w_given_z, fit.p_w_given_z, rtol=1e-12)
         np.testing.assert_allclose(fit_padded.p_z_given_d[10:12], 1 / 3, rtol=1e-12)
         kept = jnp.concatenate([fit_padded.p_z_given_d[:10], fit_padded.p_z_given_d[12:]])
         np.testing.assert_allclose(kept, fit.p_z_given_d, rtol=1e-12)
         fit_sparse = em.plsa(
-            jax.random.key(24), sparse.BCOO.fromdense(padded), 3, num_iters=20, tol=0.0
+            jax.random.key(24), sparse.BCOO.fromdense(padded), 3, num_steps=20, tol=0.0
         )
         np.testing.assert_allclose(fit_sparse.p_z_given_d, fit_padded.p_z_given_d, rtol=1e-10)
 
@@ -298,7 +318,7 @@ def test_zero_probabilities_give_no_nan():
     theta, phi = random_factors(26, 30, 40, 3, dtype=jnp.float32)
     phi = phi.at[0, :20].set(0.0)  # a topic that cannot emit half the words
     theta = theta.at[:, 2].set(0.0)  # a topic no document uses
-    fit = em.plsa(None, counts, 3, num_iters=30, tol=0.0, init=(phi, theta))
+    fit = em.plsa(None, counts, 3, num_steps=30, tol=0.0, init=(phi, theta))
     for value in fit:
         assert bool(jnp.all(jnp.isfinite(value)))
     np.testing.assert_array_equal(fit.p_z_given_d[:, 2], 0.0)  # zeros stay zero
@@ -310,7 +330,7 @@ def test_jit_equals_eager_and_no_retrace():
     counts = small_counts(seed=27, dtype=jnp.float32)
 
     def fit_fn(c):
-        return em.plsa(jax.random.key(28), c, 3, num_iters=15, tol=0.0)
+        return em.plsa(jax.random.key(28), c, 3, num_steps=15, tol=0.0)
 
     jitted = jax.jit(chex.assert_max_traces(fit_fn, n=1))
     chex.assert_trees_all_close(jitted(counts), fit_fn(counts), rtol=1e-5, atol=1e-7)
@@ -320,15 +340,15 @@ def test_jit_equals_eager_and_no_retrace():
 def test_vmap_equals_loop():
     counts = jnp.stack([small_counts(seed=s, dtype=jnp.float32) for s in (29, 30)])
     keys = jax.random.split(jax.random.key(31), 2)
-    batched = jax.vmap(lambda k, c: em.plsa(k, c, 3, num_iters=10, tol=0.0))(keys, counts)
+    batched = jax.vmap(lambda k, c: em.plsa(k, c, 3, num_steps=10, tol=0.0))(keys, counts)
     for i in range(2):
-        single = em.plsa(keys[i], counts[i], 3, num_iters=10, tol=0.0)
+        single = em.plsa(keys[i], counts[i], 3, num_steps=10, tol=0.0)
         np.testing.assert_allclose(batched.p_w_given_z[i], single.p_w_given_z, rtol=1e-5)
 
 
 def test_integer_counts_are_accepted():
     counts = small_counts(seed=32, dtype=jnp.int32)
-    fit = em.plsa(jax.random.key(33), counts, 3, num_iters=5)
+    fit = em.plsa(jax.random.key(33), counts, 3, num_steps=5)
     assert fit.p_w_given_z.dtype == jnp.float32
 
 
@@ -346,13 +366,13 @@ NAN46 = N46.at[1, 2].set(jnp.nan)
         ({"counts": -jnp.ones((4, 6))}, ValueError, "counts must be non-negative"),
         ({"counts": NAN46}, ValueError, "counts must be finite"),
         ({"counts": np.full((4, 6), np.inf)}, ValueError, "counts must be finite"),
-        ({"counts": jnp.ones((4, 6), jnp.complex64)}, TypeError, "counts must be real"),
-        ({"counts": np.full((4, 6), "a")}, TypeError, "counts must be numeric"),
+        ({"counts": jnp.ones((4, 6), jnp.complex64)}, TypeError, "counts must be a real"),
+        ({"counts": np.full((4, 6), "a")}, TypeError, "counts must be a real"),
         ({"num_topics": 0}, ValueError, "num_topics must be >= 1, got 0"),
         ({"num_topics": 7}, ValueError, "num_topics must be <= the vocabulary size 6, got 7"),
         ({"num_topics": 2.0}, TypeError, "num_topics must be an int"),
         ({"num_topics": jnp.int32(0)}, ValueError, "num_topics must be >= 1, got 0"),
-        ({"num_iters": -1}, ValueError, "num_iters must be >= 0"),
+        ({"num_steps": -1}, ValueError, "num_steps must be >= 0"),
         ({"tol": -1.0}, ValueError, "tol must be finite and >= 0"),
         ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
         ({"tol": jnp.array(-1.0)}, ValueError, "tol must be finite and >= 0"),
@@ -388,18 +408,18 @@ def test_bad_input(kwargs, error, match):
          ValueError, "p_w_given_z must be finite"),
         (lambda: em.plsa_fold_in(jax.random.key(0), NAN46, jnp.ones((2, 6))),
          ValueError, "counts must be finite"),
-        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 6)), num_iters=-1),
-         ValueError, "num_iters must be >= 0"),
+        (lambda: em.plsa_fold_in(jax.random.key(0), N46, jnp.ones((2, 6)), num_steps=-1),
+         ValueError, "num_steps must be >= 0"),
         (lambda: em.plsa_fold_in(1, N46, jnp.ones((2, 6))), TypeError, "key must be a PRNG key"),
-        (lambda: em.plsa_log_likelihood(N46, jnp.ones((4, 3)), jnp.ones((2, 6))),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((2, 6)), jnp.ones((4, 3))),
          ValueError, r"p_z_given_d must have shape \(4, 2\)"),
-        (lambda: em.plsa_log_likelihood(N46, jnp.ones((4, 2)), jnp.ones((2, 5))),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((2, 5)), jnp.ones((4, 2))),
          ValueError, r"p_w_given_z must have shape \(num_topics, 6\)"),
-        (lambda: em.plsa_log_likelihood(NAN46, jnp.ones((4, 2)), jnp.ones((2, 6))),
+        (lambda: em.plsa_log_likelihood(NAN46, jnp.ones((2, 6)), jnp.ones((4, 2))),
          ValueError, "counts must be finite"),
-        (lambda: em.plsa_log_likelihood(N46, jnp.full((4, 2), jnp.nan), jnp.ones((2, 6))),
+        (lambda: em.plsa_log_likelihood(N46, jnp.ones((2, 6)), jnp.full((4, 2), jnp.nan)),
          ValueError, "p_z_given_d must be finite"),
-        (lambda: em.plsa_log_likelihood(-N46, jnp.ones((4, 2)), jnp.ones((2, 6))),
+        (lambda: em.plsa_log_likelihood(-N46, jnp.ones((2, 6)), jnp.ones((4, 2))),
          ValueError, "counts must be non-negative"),
     ],
 )  # fmt: skip
@@ -411,7 +431,7 @@ def test_bad_input_sparse_fold_in_and_log_likelihood(call, error, match):
 def test_concrete_inputs_closed_over_inside_jit_are_checked():
     counts = small_counts(seed=34, dtype=jnp.float32)
     theta, phi = random_factors(35, 30, 40, 3, dtype=jnp.float32)
-    fit = jax.jit(lambda: em.plsa(None, counts, 3, num_iters=3, init=(phi, theta)))()
+    fit = jax.jit(lambda: em.plsa(None, counts, 3, num_steps=3, init=(phi, theta)))()
     assert bool(jnp.all(jnp.isfinite(fit.p_w_given_z)))
     negative, zero_row = -counts, phi.at[1].set(0.0)
     with pytest.raises(ValueError, match="counts must be non-negative"):

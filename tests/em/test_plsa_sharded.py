@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
 
     with jax.enable_x64(True):
         counts = jnp.asarray(counts, jnp.float64)
-        fit_fn = jax.jit(lambda c: em.plsa(jax.random.key(1), c, 4, num_iters=30, tol=0.0))
+        fit_fn = jax.jit(lambda c: em.plsa(jax.random.key(1), c, 4, num_steps=30, tol=0.0))
         single = fit_fn(jax.device_put(counts, jax.devices()[0]))
 
         mesh = Mesh(np.array(jax.devices()), ("data",))
@@ -37,10 +37,10 @@ SCRIPT = textwrap.dedent(
         chex.assert_trees_all_close(sharded, single, rtol=1e-9, atol=1e-12)
         assert np.all(np.diff(np.asarray(sharded.log_likelihood_trace)) >= -1e-9)
 
-        fold = jax.jit(lambda c, t: em.plsa_fold_in(jax.random.key(2), c, t, num_iters=20))
+        fold = jax.jit(lambda c, t: em.plsa_fold_in(jax.random.key(2), c, t, num_steps=20, tol=0.0))
         np.testing.assert_allclose(
-            np.asarray(fold(sharded_counts, sharded.p_w_given_z)),
-            np.asarray(fold(counts, single.p_w_given_z)),
+            np.asarray(fold(sharded_counts, sharded.p_w_given_z).p_z_given_d),
+            np.asarray(fold(counts, single.p_w_given_z).p_z_given_d),
             rtol=1e-9,
             atol=1e-12,
         )

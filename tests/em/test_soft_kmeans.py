@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradjax import em
+from gradjax import Status, em
 from gradjax.datasets import make_blobs
 
 KEY = jax.random.key(0)
@@ -49,7 +49,7 @@ def test_surrogate_gradient_equals_true_gradient_at_the_current_point():
 def test_one_step_is_the_argmin_of_the_surrogate():
     x, c0 = problem(1)
     with jax.enable_x64(True):
-        out = em.soft_kmeans(jax.random.key(0), x, 3, stiffness=0.5, num_iters=1, init=c0, tol=0)
+        out = em.soft_kmeans(jax.random.key(0), x, 3, stiffness=0.5, num_steps=1, init=c0, tol=0)
         grad_at_new = jax.grad(surrogate)(out.centroids, c0, x, 0.5)
         np.testing.assert_allclose(grad_at_new, 0.0, atol=1e-10)
         np.testing.assert_allclose(out.inertia_trace[0], smoothed_objective(c0, x, 0.5), rtol=1e-12)
@@ -58,7 +58,7 @@ def test_one_step_is_the_argmin_of_the_surrogate():
 def test_smoothed_objective_never_increases():
     x, c0 = problem(2, n=300, k=4)
     with jax.enable_x64(True):
-        out = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=0.3, num_iters=40, init=c0, tol=0)
+        out = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=0.3, num_steps=40, init=c0, tol=0)
         trace = np.asarray(out.inertia_trace)
         assert np.all(np.diff(trace) <= 1e-10 * abs(trace[0]))
         assert trace[-1] < trace[0]
@@ -69,11 +69,11 @@ def test_smoothed_objective_never_increases():
 def test_large_stiffness_reproduces_lloyd():
     x, c0 = problem(3, n=200, k=3)
     with jax.enable_x64(True):
-        for num_iters in (1, 5):
+        for num_steps in (1, 5):
             soft = em.soft_kmeans(
-                jax.random.key(0), x, 3, stiffness=1e6, num_iters=num_iters, init=c0, tol=0
+                jax.random.key(0), x, 3, stiffness=1e6, num_steps=num_steps, init=c0, tol=0
             )
-            hard = em.kmeans(jax.random.key(0), x, 3, num_iters=num_iters, init=c0, tol=0)
+            hard = em.kmeans(jax.random.key(0), x, 3, num_steps=num_steps, init=c0, tol=0)
             np.testing.assert_allclose(soft.centroids, hard.centroids, rtol=1e-10, atol=1e-10)
             np.testing.assert_array_equal(soft.labels, hard.labels)
             np.testing.assert_allclose(soft.inertia, hard.inertia, rtol=1e-10)
@@ -82,7 +82,7 @@ def test_large_stiffness_reproduces_lloyd():
 def test_converges_and_works_under_jit_and_vmap():
     x, _ = make_blobs(120, 3, 2, seed=4)
     eager = em.soft_kmeans(jax.random.key(0), x, 3, stiffness=2.0)
-    assert bool(eager.converged) and int(eager.num_iters) < 100
+    assert bool(eager.converged) and int(eager.num_steps) < 100
     assert eager.labels.dtype == jnp.int32
     xs = jnp.stack([x, x[::-1] + 1.0])
     starts = jnp.stack([x[:3], x[:3] + 0.5])
@@ -94,7 +94,7 @@ def test_converges_and_works_under_jit_and_vmap():
     for i in range(2):  # vmap == a loop of eager calls
         single = fit(xs[i], starts[i])
         np.testing.assert_allclose(batched.centroids[i], single.centroids, rtol=1e-5, atol=1e-5)
-        assert int(batched.num_iters[i]) == int(single.num_iters)
+        assert int(batched.num_steps[i]) == int(single.num_steps)
 
 
 def test_large_stiffness_on_float32_data_far_apart_stays_finite_and_is_lloyd():
@@ -102,7 +102,7 @@ def test_large_stiffness_on_float32_data_far_apart_stays_finite_and_is_lloyd():
     float32 (NaN centroids); shifted by each row's minimum it is Lloyd's step."""
     x, c0 = problem(3, n=200, k=4)
     x, c0 = np.float32(x * 100), np.float32(c0 * 100)
-    soft = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=1e4, num_iters=10, init=c0, tol=0)
+    soft = em.soft_kmeans(jax.random.key(0), x, 4, stiffness=1e4, num_steps=10, init=c0, tol=0)
     assert bool(jnp.all(jnp.isfinite(soft.centroids))) and bool(jnp.isfinite(soft.inertia))
     c = np.float64(c0)  # Lloyd's 10 steps, written out in float64
     for _ in range(10):
@@ -128,7 +128,7 @@ X10 = np.zeros((10, 2), np.float32)
         ({"stiffness": "1"}, TypeError, "stiffness must be a real scalar, got str"),
         ({"stiffness": None}, TypeError, "stiffness must be a real scalar"),
         ({"tol": np.float32(-1)}, ValueError, "tol must be finite and >= 0"),
-        ({"num_iters": jnp.int32(-1)}, ValueError, "num_iters must be >= 0"),
+        ({"num_steps": jnp.int32(-1)}, ValueError, "num_steps must be >= 0"),
         ({"num_clusters": 20}, ValueError, "num_clusters"),
         ({"init": "nope"}, ValueError, "init"),
         ({"init": np.full((2, 2), np.nan)}, ValueError, "init must be finite"),
@@ -144,3 +144,57 @@ def test_bad_input_names_the_argument(kwargs, error, words):
     args = {"key": KEY, "x": X10, "num_clusters": 2, "stiffness": 1.0} | kwargs
     with pytest.raises(error, match=words):
         em.soft_kmeans(args.pop("key"), args.pop("x"), args.pop("num_clusters"), **args)
+
+
+def shifted_blobs():
+    """float32 blobs, and the same shifted by 2e4: without centring, ‖x‖² - 2x·c + ‖c‖²
+    at ‖x‖ ~ 3e4 rounds by ~1e-7·‖x‖² ≈ 80, against squared distances ~ 4 here."""
+    x, _ = make_blobs(400, 8, 2, cluster_std=1.0, seed=8)
+    x = np.round(np.asarray(x, np.float32) * 256) / 256  # x + 2e4 is then exact in float32
+    return x, x + np.float32(2e4)
+
+
+def test_shifted_float32_data_keep_soft_kmeans_inertia():
+    """Translation-equivariance: soft K-Means on data shifted by 2e4 gives the centroids
+    (shifted), labels and inertia of the unshifted fit, and the inertia of K-Means."""
+    x, far = shifted_blobs()
+    fit = lambda x: em.soft_kmeans(KEY, x, 8, stiffness=4.0, init=x[:8], num_steps=20, tol=0)  # noqa: E731
+    near_fit, far_fit = fit(x), fit(far)
+    np.testing.assert_array_equal(far_fit.labels, near_fit.labels)
+    np.testing.assert_allclose(far_fit.centroids, near_fit.centroids + 2e4, rtol=0, atol=2e-2)
+    np.testing.assert_allclose(far_fit.inertia, near_fit.inertia, rtol=1e-3)
+    hard = em.kmeans(KEY, far, 8, init=far[:8], num_steps=20, tol=0)
+    # the same order (another local optimum may differ by tens of %; uncentred it was 10x)
+    np.testing.assert_allclose(far_fit.inertia, hard.inertia, rtol=0.5)
+
+
+def test_growing_stiffness_reproduces_lloyd_on_shifted_float32_data():
+    """As M grows the responsibilities harden: the distance to Lloyd's centroids shrinks,
+    and at M = 1e4 (M·gap² ≫ 1) the fit is Lloyd's, shifted data and all."""
+    _, far = shifted_blobs()
+    hard = em.kmeans(KEY, far, 8, init=far[:8], num_steps=10, tol=0)
+    gaps = []
+    for stiffness in (0.3, 3.0, 1e4):
+        soft = em.soft_kmeans(KEY, far, 8, stiffness=stiffness, init=far[:8], num_steps=10, tol=0)
+        gaps.append(float(jnp.max(jnp.abs(soft.centroids - hard.centroids))))
+    assert gaps[0] > gaps[1] > gaps[2], gaps
+    assert gaps[2] <= 1e-2  # float32 ulps of 2e4 are 2e-3
+    np.testing.assert_array_equal(soft.labels, hard.labels)
+    np.testing.assert_allclose(soft.inertia, hard.inertia, rtol=1e-4)
+
+
+def test_status_says_how_the_fit_ended():
+    """SUCCESS when the shift test passed, MAX_STEPS at tol=0, and a traced NaN point
+    gives NONFINITE with the last finite centroids (here the given start)."""
+    x, c0 = problem(5)
+    x, c0 = np.float32(x), np.float32(c0)
+    done = em.soft_kmeans(KEY, x, 3, stiffness=1.0, init=c0)
+    assert int(done.status) == Status.SUCCESS and bool(done.converged)
+    capped = em.soft_kmeans(KEY, x, 3, stiffness=1.0, init=c0, num_steps=3, tol=0)
+    assert int(capped.status) == Status.MAX_STEPS and not bool(capped.converged)
+    fit = jax.jit(lambda x: em.soft_kmeans(KEY, x, 3, stiffness=1.0, init=c0, tol=0))
+    x[0, 0] = np.nan
+    broken = fit(x)
+    assert int(broken.status) == Status.NONFINITE and not bool(broken.converged)
+    np.testing.assert_array_equal(broken.centroids, c0)
+    assert int(broken.num_steps) == 0  # the refused step is not counted
