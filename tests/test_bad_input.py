@@ -27,6 +27,7 @@ import numpy as np
 import optax
 import pytest
 import scipy.sparse
+from _edge_functions import wrong_sign_square
 from jax.experimental import sparse
 
 from gradjax import attribution, datasets, em, gan, models, newton, optim
@@ -1043,18 +1044,6 @@ def test_the_table_covers_every_public_function():
 # ``(function, call, check)``; ``check(call())`` asserts the documented outcome (a
 # status, or the value the docstring names). Each row failed on the code before it.
 # One list per area, as above, so the areas' rows stay apart.
-
-
-@jax.custom_jvp
-def wrong_sign_square(p):
-    """‖p‖² whose derivative is given the wrong sign (-2p): no step decreases it."""
-    return jnp.sum(p**2)
-
-
-@wrong_sign_square.defjvp
-def _wrong_sign_square_jvp(primals, tangents):
-    (p,), (t,) = primals, tangents
-    return wrong_sign_square(p), jnp.sum(-2 * p * t)
 
 
 def _singular_jacobian():

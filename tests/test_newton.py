@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from _edge_functions import wrong_sign_square
 
 from gradjax import newton
 
@@ -508,18 +509,6 @@ def test_python_scalars_are_accepted_as_params():
 
 
 # ---------------------------------------------------------------- float64 edge cases (issue 29)
-
-
-@jax.custom_jvp
-def wrong_sign_square(p):
-    """‖p‖² with the derivative -2p: every step goes uphill."""
-    return jnp.sum(p**2)
-
-
-@wrong_sign_square.defjvp
-def _wrong_sign_square_jvp(primals, tangents):
-    (p,), (t,) = primals, tangents
-    return wrong_sign_square(p), jnp.sum(-2 * p * t)
 
 
 @pytest.mark.parametrize("method", [*METHODS, "gradient_descent"])
