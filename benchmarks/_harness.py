@@ -67,9 +67,17 @@ def ms(seconds: float) -> float:
     return seconds * 1e3
 
 
-def tour_table(name: str, title: str, run: Callable[[Any], None], notes: list[str]) -> Table:
+def tour_table(
+    name: str,
+    title: str,
+    run: Callable[[Any], None],
+    notes: list[str],
+    *,
+    section_table: bool = False,
+) -> Table:
     """Records a tour section: ``run(report)`` writes its figures next to RESULTS.md, and
-    the table is the section's summary rows, followed by ``notes`` and the figures.
+    the table is the section's summary rows (or, with ``section_table``, the section's
+    own last table, the summary going to the notes), followed by ``notes`` and the figures.
 
     The tour's code is the one implementation of the experiment; the benchmark only
     keeps its numbers and plots in RESULTS.md.
@@ -79,10 +87,15 @@ def tour_table(name: str, title: str, run: Callable[[Any], None], notes: list[st
     report = Report(Path(__file__).parent)
     run(report)
     figures = [figure for section in report.sections for figure in section.figures]
+    columns, rows = ["experiment", "result", "checked against"], report.summary
+    if section_table:
+        summary = [f"{what}: {result} (against {peer})" for what, result, peer in report.summary]
+        notes = [*summary, *notes]
+        columns, rows = [t for section in report.sections for t in section.tables][-1]
     return Table(
         name,
         title,
-        ["experiment", "result", "checked against"],
-        rows=report.summary,
+        columns,
+        rows=rows,
         notes=[*notes, *(f"![{caption}]({path.name})" for path, caption in figures)],
     )

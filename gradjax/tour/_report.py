@@ -26,6 +26,7 @@ class Section:
         self.title = title
         self.parts: list[str] = []
         self.figures: list[tuple[Path, str]] = []
+        self.tables: list[tuple[list[str], list[list]]] = []
 
     def text(self, paragraph: str) -> None:
         """A paragraph of plain text (escaped); `code` spans in backticks."""
@@ -33,6 +34,7 @@ class Section:
 
     def table(self, columns: list[str], rows: list[list]) -> None:
         """A table of plain-text cells, as :meth:`text` renders them (floats to 4 digits)."""
+        self.tables.append((columns, rows))
         self.parts.append(_table(columns, rows))
 
     def figure(self, fig, name: str, caption: str) -> Path:
