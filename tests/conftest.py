@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import jax
+
+# XLA's backend optimisations cost most of this suite's time (compiling hundreds of
+# small programs) and buy little at test sizes: the tests compile without them. The
+# notebooks' kernels, the subprocess tests, the benchmarks and the tour are separate
+# processes and run fully optimised.
+jax.config.update("jax_disable_most_optimizations", True)
+
 # Modules whose tests are long single runs (a docs build, a wheel install, subprocesses
 # with 8 forced devices or two processes): marked slow, so `make test-fast` leaves them out.
 SLOW_MODULES = {

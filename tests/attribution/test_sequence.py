@@ -139,6 +139,22 @@ def test_chunked_equals_unchunked_and_jit_equals_eager():
                 np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
 
 
+def test_jit_with_the_params_closed_over_equals_eager():
+    # The XLA:CPU miscompile that _closed_over_as_operands works around: with the
+    # params closed over (constants under jit), 1 layer, d=32, 80 positions and 4
+    # steps gave attributions off by 2.3 and a completeness gap of order 1 without it.
+    prompt, new, vocab = 64, 16, 96
+    model = CausalLM(vocab, d_model=32, num_layers=1, num_heads=4, max_len=prompt + new)
+    tokens = jax.random.randint(jax.random.key(7), (prompt + new,), 1, vocab)
+    params = model.init(jax.random.key(0), tokens)
+    e = model.apply(params, tokens, method=CausalLM.embed)
+    fun = lambda e: model.apply(params, embeddings=e)  # noqa: E731
+    attribute = functools.partial(sequence_attributions, fun, generated=tokens[prompt:], steps=4)
+    eager, jitted = attribute(e), jax.jit(attribute)(e)
+    np.testing.assert_allclose(jitted.attributions, eager.attributions, atol=2e-6)
+    assert float(jnp.max(jnp.abs(jitted.completeness_gap - eager.completeness_gap))) < 1e-4
+
+
 @functools.cache
 def tiny_lm():
     model = CausalLM(vocab_size=VOCAB, d_model=4, num_layers=1, num_heads=1, max_len=LENGTH)
