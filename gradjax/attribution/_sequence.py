@@ -40,9 +40,19 @@ class SequenceAttributionResult(NamedTuple):
     is_finite: jax.Array
 
 
-def _check_logits(fun: Any, embeddings: jax.Array) -> jax.ShapeDtypeStruct:
+def _traced_logits(fun: Any, embeddings: jax.Array) -> tuple[Callable, jax.ShapeDtypeStruct]:
+    """Checks ``fun``'s logits and returns it with the arrays it closes over made operands.
+
+    Under ``jit`` closed-over arrays (a model's params) reach XLA as constants, and
+    XLA:CPU (jaxlib 0.10.2) miscompiles this function's vmapped pullbacks of
+    :class:`gradjax.models.CausalLM` when the LayerNorm scales are constants:
+    attributions off by 0.2 with a completeness gap of 1.1 at 2 layers, d=128, 80
+    positions, 32 steps, where eager and jit with the params as arguments agree to 1e-7.
+    An optimisation barrier over the constants makes them operands, as jit arguments
+    are. ``tests/attribution/test_sequence.py`` holds the reproducer.
+    """
     check_callable("fun", fun)
-    out = jax.eval_shape(fun, embeddings)
+    closed, out = jax.make_jaxpr(fun, return_shape=True)(embeddings)
     length = embeddings.shape[0]
     if not isinstance(out, jax.ShapeDtypeStruct) or len(out.shape) != 2 or out.shape[0] != length:
         shape = getattr(out, "shape", type(out).__name__)
@@ -52,27 +62,12 @@ def _check_logits(fun: Any, embeddings: jax.Array) -> jax.ShapeDtypeStruct:
         )
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"fun must return floating logits, got dtype {out.dtype}")
-    return out
-
-
-def _closed_over_as_operands(fun: Callable, embeddings: jax.Array) -> Callable:
-    """``fun`` with the arrays it closes over (a model's params) made operands.
-
-    Under ``jit`` such arrays reach XLA as constants, and XLA:CPU (jaxlib 0.10.2)
-    miscompiles this function's vmapped pullbacks of :class:`gradjax.models.CausalLM`
-    when the LayerNorm scales are constants: attributions off by 0.2 with a completeness
-    gap of 1.1 at 2 layers, d=128, 80 positions, 32 steps, where eager and jit with the
-    params as arguments agree to 1e-7. An optimisation barrier over the constants makes
-    them operands, as jit arguments are. ``tests/attribution/test_sequence.py`` holds
-    the reproducer.
-    """
-    closed = jax.make_jaxpr(fun)(embeddings)
 
     def with_operands(e):
         consts = jax.lax.optimization_barrier(closed.consts)
         return jex.core.jaxpr_as_fun(jex.core.ClosedJaxpr(closed.jaxpr, consts))(e)[0]
 
-    return with_operands
+    return with_operands, out
 
 
 def sequence_attributions(
@@ -159,8 +154,7 @@ def sequence_attributions(
         raise ValueError(f"embeddings must be one (L, E) array, got {shape}")
     length = embeddings.shape[0]
     baseline = as_baseline(baseline, embeddings)
-    logits = _check_logits(fun, embeddings)
-    fun = _closed_over_as_operands(fun, embeddings)
+    fun, logits = _traced_logits(fun, embeddings)
     generated = index_array("generated", generated, logits.shape[1])
     num_generated = generated.shape[0]
     if num_generated >= length:

@@ -140,7 +140,7 @@ def test_chunked_equals_unchunked_and_jit_equals_eager():
 
 
 def test_jit_with_the_params_closed_over_equals_eager():
-    # The XLA:CPU miscompile that _closed_over_as_operands works around: with the
+    # The XLA:CPU miscompile that _traced_logits works around: with the
     # params closed over (constants under jit), 1 layer, d=32, 80 positions and 4
     # steps gave attributions off by 2.3 and a completeness gap of order 1 without it.
     prompt, new, vocab = 64, 16, 96

@@ -74,13 +74,14 @@ def test_meyer_is_solved_by_newton_cg_with_its_default_cg_options():
     # (condition ~1e18); the forcing term and 10·n CG steps solve it, in ~1000 steps.
     # At that condition the outcome depends on rounding: it is compiled as users get it,
     # with XLA's optimisations (tests/conftest.py turns them off for the rest).
+    previous = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", False)
     try:
         with jax.enable_x64(True):
             problem, out = solve("meyer", "newton_cg", num_steps=1500, tol=1e-8)
             assert _mgh.solved(float(out.value), problem.f_star), float(out.value)
     finally:
-        jax.config.update("jax_disable_most_optimizations", True)
+        jax.config.update("jax_disable_most_optimizations", previous)
 
 
 @pytest.mark.parametrize("method", ["newton", "newton_cg"])
