@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# pip install, by uv where it can (several times faster; tools/install.py says how).
+PIP := $(PY) tools/install.py
 
 .PHONY: demo test test-fast lint bench docs clean
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+
+import _compile
 import jax
 
-# XLA's backend optimisations cost most of this suite's time (compiling hundreds of
-# small programs) and buy little at test sizes: the tests compile without them. The
-# notebooks' kernels, the subprocess tests, the benchmarks and the tour are separate
-# processes and run fully optimised.
+# The tests compile without XLA's backend optimisations and fusion emitters (_compile.py
+# says why). The notebooks' kernels, the benchmarks and the tour run fully optimised: the
+# flags are read once, when the backend starts (here), and XLA_FLAGS is then restored for
+# the processes the tests start.
 jax.config.update("jax_disable_most_optimizations", True)
+_user_flags = os.environ.get("XLA_FLAGS")
+os.environ["XLA_FLAGS"] = f"{_user_flags or ''} {_compile.XLA_FLAGS}".strip()
+jax.devices()
+if _user_flags is None:
+    del os.environ["XLA_FLAGS"]
+else:
+    os.environ["XLA_FLAGS"] = _user_flags
 
 # Modules whose tests are long single runs (a docs build, a wheel install, subprocesses
 # with 8 forced devices or two processes): marked slow, so `make test-fast` leaves them out.

@@ -7,6 +7,7 @@ tests' packages present, and ``gradjax.models`` names the extra it needs.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def test_the_wheel_needs_the_core_only_and_its_modules_import_without_extras(tmp
 
     venv.create(tmp_path / "env", with_pip=True)
     python = str(tmp_path / "env" / "bin" / "python")
-    run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel))
+    # The Makefile's installer (uv, found beside this interpreter, with pip as fallback).
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    run(python, str(ROOT / "tools" / "install.py"), str(wheel), env={**os.environ, "PATH": path})
     probe = f"""
 import importlib, sys
 for name in {CORE!r}:

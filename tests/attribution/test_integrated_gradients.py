@@ -1,6 +1,5 @@
 """Integrated gradients: quadrature, completeness, equivalences, Captum, token scores."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _compile import subprocess_env
 from _nets import small_net, torch_twin
 
 from gradjax import attribution
@@ -263,7 +263,7 @@ SHARDED = textwrap.dedent(
 
 
 def test_sharded_batch_matches_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = subprocess_env(8)
     out = subprocess.run(
         [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=120
     )

@@ -5,10 +5,10 @@ import subprocess
 import sys
 import textwrap
 
+from _compile import subprocess_env
+
 SCRIPT = textwrap.dedent(
     """
-    import os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -69,7 +69,11 @@ SCRIPT = textwrap.dedent(
 
 def test_sharded_equals_single_device():
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT],
+        env=subprocess_env(8),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")

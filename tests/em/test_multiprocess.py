@@ -6,7 +6,6 @@ Each process builds only its own rows and makes the global arrays with
 four devices. The reference is this (single-device) process on the concatenated rows.
 """
 
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from _compile import subprocess_env
 
 COMMON = textwrap.dedent(
     """
@@ -96,8 +96,7 @@ def free_port() -> int:
 
 def test_two_processes_equal_one(tmp_path):
     out = tmp_path / "result.npz"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               JAX_PLATFORMS="cpu")  # fmt: skip
+    env = subprocess_env(2)
     port = free_port()
     procs = [
         subprocess.Popen(

@@ -1,9 +1,10 @@
 """pLSA on counts sharded over 8 (forced CPU) devices equals the single-device fit."""
 
-import os
 import subprocess
 import sys
 import textwrap
+
+from _compile import subprocess_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -50,10 +51,12 @@ SCRIPT = textwrap.dedent(
 
 
 def test_sharded_over_documents_equals_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT],
+        env=subprocess_env(8),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().endswith("OK")
