@@ -66,7 +66,10 @@ def test_the_problems_the_negative_curvature_step_stalled_are_solved(name, metho
         assert int(out.status) == newton.Status.SUCCESS, int(out.status)
         assert _mgh.solved(float(out.value), problem.f_star), float(out.value)
         values = np.asarray(out.values[: int(out.num_steps)])
-        assert np.all(np.diff(values) <= 0)
+        # Monotone to the rounding of f: at the end a full step is taken when its decrease
+        # is below rounding and the gradient shrinks (Osborne 1 rose by 1.3e-18 at f = 5.5e-5,
+        # within the cancellation of its residuals against y ~ 1).
+        assert np.all(np.diff(values) <= 1e-13 * values[:-1])
 
 
 def test_meyer_is_solved_by_newton_cg_with_its_default_cg_options():
