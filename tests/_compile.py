@@ -2,8 +2,9 @@
 
 XLA's backend optimisations and its fusion emitters cost most of this suite's time
 (compiling hundreds of small programs) and buy little at test sizes. Without them,
-``tests/em/test_kmeans.py`` with ``tests/newton/test_least_squares.py`` runs in 68-80 s
-against 90-94 s, and the 8-device K-Means test in 7 s against 13 s.
+``tests/em/test_kmeans.py`` with ``tests/newton/test_least_squares.py`` ran in 54-80 s
+against 90-94 s (serial, several runs on a noisy machine), and the 8-device K-Means
+test in 7 s against 13 s.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ import _compile
 import jax
 
 # The tests compile without XLA's backend optimisations and fusion emitters (_compile.py
-# says why). The notebooks' kernels, the benchmarks and the tour run fully optimised: the
-# flags are read once, when the backend starts (here), and XLA_FLAGS is then restored for
-# the processes the tests start.
+# says why). The flags are read once, when the backend starts (here); XLA_FLAGS is then
+# restored, so the notebooks' kernels run fully optimised, and the subprocess tests opt in
+# through _compile.subprocess_env.
 jax.config.update("jax_disable_most_optimizations", True)
 _user_flags = os.environ.get("XLA_FLAGS")
 os.environ["XLA_FLAGS"] = f"{_user_flags or ''} {_compile.XLA_FLAGS}".strip()

@@ -43,12 +43,12 @@ def pip_options() -> list[str]:
 
 def uv() -> Path | None:
     """uv beside this interpreter or on the PATH, else installed by pip."""
-    path = Path(sys.executable).with_name("uv")
-    if not path.exists() and shutil.which("uv"):
-        return Path(shutil.which("uv"))
-    if not path.exists():
+    beside = Path(sys.executable).with_name("uv")
+    found = beside if beside.exists() else shutil.which("uv")
+    if found is None:
         pip("install", "--quiet", "--disable-pip-version-check", "uv", capture=True)
-    return path if path.exists() else None
+        found = beside if beside.exists() else None
+    return Path(found) if found else None
 
 
 def main(args: list[str]) -> int:
